@@ -1,0 +1,150 @@
+"""Helpers that write real image files for tests (no tests here).
+
+The standard picture has four coloured quadrants (:data:`QUADRANTS`, as seen upright), a gentle
+horizontal gradient and a little seeded noise: orientation, crops and flips all change it visibly.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+QUADRANTS = {
+    "top_left": (200, 20, 20),
+    "top_right": (20, 200, 20),
+    "bottom_left": (20, 20, 200),
+    "bottom_right": (200, 200, 200),
+}
+_ORIENTATION_TAG = 0x0112
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+
+
+def pattern(size: tuple[int, int], *, seed: int = 0) -> np.ndarray:
+    """The upright test picture as an ``(h, w, 3)`` uint8 array for ``size = (w, h)``."""
+    width, height = size
+    picture = np.empty((height, width, 3), np.int16)
+    top, left = slice(0, height // 2), slice(0, width // 2)
+    bottom, right = slice(height // 2, height), slice(width // 2, width)
+    picture[top, left] = QUADRANTS["top_left"]
+    picture[top, right] = QUADRANTS["top_right"]
+    picture[bottom, left] = QUADRANTS["bottom_left"]
+    picture[bottom, right] = QUADRANTS["bottom_right"]
+    picture += (np.arange(width, dtype=np.int16) * 40 // max(width, 1))[None, :, None]
+    picture += np.random.default_rng(seed).integers(0, 15, picture.shape, dtype=np.int16)
+    return np.clip(picture, 0, 255).astype(np.uint8)
+
+
+def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels to store so that a viewer honouring EXIF ``orientation`` shows ``upright``."""
+    stored = {
+        1: upright,
+        2: upright[:, ::-1],
+        3: upright[::-1, ::-1],
+        4: upright[::-1],
+        5: upright.swapaxes(0, 1),
+        6: np.rot90(upright, 1),  # display rotates 90 degrees clockwise
+        7: upright.swapaxes(0, 1)[::-1, ::-1],
+        8: np.rot90(upright, -1),  # display rotates 90 degrees counter-clockwise
+    }[orientation]
+    return np.ascontiguousarray(stored)
+
+
+def format_of(path: pathlib.Path) -> str:
+    """Pillow's format name for a file suffix."""
+    return _FORMATS[path.suffix.lower()]
+
+
+def save(
+    image: Image.Image, path: pathlib.Path, fmt: str | None = None, **params: object
+) -> pathlib.Path:
+    """Save ``image`` to ``path`` (format from the suffix unless ``fmt``) and return ``path``."""
+    image.save(path, fmt or format_of(path), **params)
+    return path
+
+
+def write_image(
+    path: pathlib.Path,
+    *,
+    mode: str = "RGB",
+    size: tuple[int, int] = (64, 48),
+    fmt: str | None = None,
+    exif_orientation: int | None = None,
+    seed: int = 0,
+    quality: int = 95,
+) -> pathlib.Path:
+    """Write the test picture, upright size ``size = (w, h)``, converted to ``mode``.
+
+    With ``exif_orientation`` the pixels are stored turned so that honouring the tag shows the
+    upright picture (the stored size is ``(h, w)`` for orientations 5..8).
+    """
+    upright = pattern(size, seed=seed)
+    stored = stored_for_orientation(upright, exif_orientation or 1)
+    image = Image.fromarray(stored).convert(mode)
+    fmt = fmt or format_of(path)
+    params: dict[str, object] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[_ORIENTATION_TAG] = exif_orientation
+        params["exif"] = exif
+    return save(image, path, fmt, **params)
+
+
+def write_animated(
+    path: pathlib.Path, colours: list[tuple[int, int, int]], size: tuple[int, int] = (32, 32)
+) -> pathlib.Path:
+    """Write an animated GIF or WebP whose frames are solid ``colours``."""
+    frames = [Image.new("RGB", size, colour) for colour in colours]
+    params: dict[str, object] = {"lossless": True} if path.suffix == ".webp" else {}
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **params)
+    return path
+
+
+def write_truncated_jpeg(path: pathlib.Path, *, size: tuple[int, int] = (64, 48)) -> pathlib.Path:
+    """Write a JPEG cut off after half of its bytes (the header survives, the scan does not)."""
+    write_image(path, size=size)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_not_an_image(path: pathlib.Path) -> pathlib.Path:
+    """Write a text file (whatever its suffix says)."""
+    path.write_text("this is not an image, just some text\n")
+    return path
+
+
+def region_mean(pixels: np.ndarray, region: str) -> np.ndarray:
+    """Mean colour of the inner part of a quadrant of an ``(h, w, 3)`` array (``"top_left"``...)."""
+    height, width = pixels.shape[:2]
+    rows = (
+        slice(height // 8, 3 * height // 8)
+        if region.startswith("top")
+        else slice(5 * height // 8, 7 * height // 8)
+    )
+    cols = (
+        slice(width // 8, 3 * width // 8)
+        if region.endswith("left")
+        else slice(5 * width // 8, 7 * width // 8)
+    )
+    return pixels[rows, cols].reshape(-1, 3).mean(axis=0)
+
+
+def assert_quadrants(pixels: np.ndarray, *, tolerance: float = 40) -> None:
+    """Fail unless every quadrant of ``pixels`` has roughly the colour of :data:`QUADRANTS`."""
+    for region, colour in QUADRANTS.items():
+        mean = region_mean(pixels, region)
+        # the gradient adds 0..40 across the width, the noise 7 on average
+        expected = np.array(colour) + (10 if region.endswith("left") else 30) + 7
+        if np.abs(mean - expected).max() > tolerance:
+            raise AssertionError(f"{region} has mean colour {mean.round()}, expected ~{expected}")

@@ -1,0 +1,31 @@
+"""``zerofeed``: the command-line entry point; each subcommand lives with the code it runs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_USAGE = """usage: zerofeed COMMAND [options]
+
+commands:
+  producer      decode and augment images for a consumer (zerofeed producer --help)
+  sample-data   write a small sample image dataset (zerofeed sample-data --help)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a subcommand; imports only what that subcommand needs."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args else ""
+    if command == "producer":
+        from zerofeed.producer.cli import main as producer_main
+
+        return producer_main(args)
+    if command == "sample-data":
+        from zerofeed.sampledata import main as sample_main
+
+        return sample_main(args)
+    sys.stderr.write(_USAGE)
+    return 0 if command in ("-h", "--help") else 2

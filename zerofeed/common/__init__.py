@@ -1,0 +1,1 @@
+"""Code shared by producers and consumers: no Keras, no TensorFlow, no PIL."""

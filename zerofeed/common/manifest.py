@@ -1,0 +1,497 @@
+"""Manifests: the list of samples (paths and labels) that a feed reads from.
+
+:func:`load_manifest` accepts three kinds of source and returns one :class:`Manifest`:
+
+- a **CSV file**: the first column is an image path relative to the CSV's folder; the remaining
+  columns are the label (none, one class column, or several numeric columns forming a vector);
+- a **directory of class subfolders**, laid out as for ``keras.utils.image_dataset_from_directory``;
+- a **sequence of** ``(path, label)`` **pairs**.
+
+Only the standard library and numpy are used here: producers and consumers both import this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import numbers
+import os
+import posixpath
+import re
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from zerofeed.common.errors import ConfigError, ManifestError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LABEL_MODES",
+    "Manifest",
+    "ManifestSource",
+    "load_manifest",
+    "validate_label_mode",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+LABEL_MODES: tuple[str, ...] = ("int", "categorical")
+
+LabelKind = Literal["class", "vector", "none"]
+ManifestSource = str | os.PathLike[str] | Sequence[tuple[str | os.PathLike[str], object]]
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SUSPECT_PATH = re.compile(r"^[./\\]|^[A-Za-z]:|\\|//|/\.|\.$|/$")
+_ACCEPTED_SOURCES = (
+    "a CSV file (path,label rows, paths relative to the CSV's folder), a directory with one "
+    "subfolder of images per class, or a sequence of (path, label) pairs"
+)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Manifest:
+    """The samples of a data set: one path and (optionally) one label per sample.
+
+    Attributes:
+        root: folder that relative ``paths`` resolve against; ``None`` when every path is absolute.
+        paths: POSIX-style paths, relative to ``root`` or absolute when ``root`` is ``None``.
+        labels: ``int64`` of shape ``(N,)`` for class labels, ``float32`` of shape ``(N, K)`` for
+            vector labels, ``None`` for unlabeled data. The array is read-only.
+        class_names: sorted class names when labels came from names or folders, else ``None``.
+        label_kind: ``"class"``, ``"vector"`` or ``"none"``.
+    """
+
+    root: Path | None
+    paths: tuple[str, ...]
+    labels: np.ndarray | None
+    class_names: tuple[str, ...] | None = None
+    label_kind: LabelKind
+
+    def __post_init__(self) -> None:
+        _check_consistent(self)
+        if self.labels is not None:
+            self.labels.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int | None:
+        """``len(class_names)``, else the largest class index + 1, else ``None``."""
+        if self.class_names is not None:
+            return len(self.class_names)
+        if self.label_kind == "class" and self.labels is not None and len(self.labels):
+            return int(self.labels.max()) + 1
+        return None
+
+    def batch_labels(self, indices: np.ndarray, label_mode: str) -> np.ndarray | None:
+        """Labels of the samples at ``indices`` (shape ``(B,)``), ready to hand to Keras.
+
+        ``"int"`` gives class indices as ``int64`` ``(B,)``; ``"categorical"`` gives one-hot
+        ``float32`` ``(B, num_classes)``. Vector labels come back as ``float32`` ``(B, K)`` in both
+        modes; unlabeled manifests give ``None``.
+        """
+        if label_mode not in LABEL_MODES:
+            raise ConfigError(_unknown_mode_message(label_mode))
+        if self.labels is None:
+            return None
+        picked = self.labels[np.asarray(indices, dtype=np.intp)]
+        if self.label_kind == "vector" or label_mode == "int":
+            return picked
+        return _one_hot(picked, self.num_classes or 0)
+
+
+def load_manifest(source: ManifestSource | Manifest) -> Manifest:
+    """Read ``source`` (a CSV file, a class-folder directory or ``(path, label)`` pairs).
+
+    **CSV file** (a ``.csv`` path, or any existing file):
+
+    - Blank lines are ignored and every cell is stripped of surrounding whitespace.
+    - The first column is an image path relative to the CSV's folder, which becomes ``root``.
+      Absolute paths and ``..`` components are rejected.
+    - **Header rule**: the first row is a header when its first cell has no file extension
+      (``path``, ``filename``), or when some of its label cells are not numbers while all of the
+      second row's are (``img.jpg,label`` followed by ``a.jpg,3``). Otherwise it is data.
+    - **Labels**: no further column means unlabeled; one column of integers means class indices
+      (``>= 0``); one column of other text means class names, indexed in sorted order; one column
+      of numbers that are not all integers, or several columns (``a.jpg,0,1,0``), means a
+      ``float32`` label vector.
+
+    **Directory**: one subfolder per class; class names are the sorted subfolder names (as for
+    ``keras.utils.image_dataset_from_directory``), samples are the files with an
+    :data:`IMAGE_EXTENSIONS` suffix anywhere below each class folder, sorted. Files directly in the
+    directory are ignored. ``root`` is the directory.
+
+    **Pairs**: ``(path, label)`` with labels all ints (class indices), all strs (class names,
+    indexed in sorted order), all sequences of numbers of one length (vectors) or all ``None``
+    (unlabeled). Paths are made absolute against the current directory; ``root`` is ``None``.
+
+    A :class:`Manifest` passed in is returned as is.
+
+    Raises:
+        ManifestError: the source does not exist or cannot be read as a manifest; the message says
+            where (file and line) and how to fix it.
+    """
+    if isinstance(source, Manifest):
+        return source
+    if isinstance(source, str | os.PathLike):
+        return _load_path(Path(os.fspath(source)))
+    if isinstance(source, Sequence):
+        return _load_pairs(source)
+    raise ManifestError(
+        f"Cannot read a manifest from a {type(source).__name__}; expected {_ACCEPTED_SOURCES}."
+    )
+
+
+def validate_label_mode(label_mode: str, manifest: Manifest) -> None:
+    """Raise :class:`ConfigError` unless ``label_mode`` can be used with ``manifest``'s labels."""
+    if label_mode not in LABEL_MODES:
+        raise ConfigError(_unknown_mode_message(label_mode))
+    if label_mode == "categorical" and manifest.label_kind == "none":
+        raise ConfigError(
+            'label_mode="categorical" needs labels, but the manifest has none. Add a label column '
+            "to the CSV (or use class subfolders), or feed images without labels."
+        )
+
+
+# --------------------------------------------------------------------------- checks and helpers
+
+
+def _unknown_mode_message(label_mode: object) -> str:
+    return f"Unknown label_mode {label_mode!r}; expected one of {', '.join(LABEL_MODES)}."
+
+
+def _check_consistent(m: Manifest) -> None:
+    kind_ok = {
+        "none": m.labels is None,
+        "class": m.labels is not None and m.labels.dtype == np.int64 and m.labels.ndim == 1,
+        "vector": m.labels is not None and m.labels.dtype == np.float32 and m.labels.ndim == 2,
+    }
+    if not kind_ok.get(m.label_kind, False):
+        raise ManifestError(
+            f"label_kind {m.label_kind!r} does not match labels "
+            f"{None if m.labels is None else (m.labels.dtype, m.labels.shape)}; "
+            'expected int64 (N,) for "class", float32 (N, K) for "vector" and None for "none".'
+        )
+    if m.labels is not None and len(m.labels) != len(m.paths):
+        raise ManifestError(f"{len(m.paths)} paths but {len(m.labels)} labels; they must match.")
+
+
+def _one_hot(class_indices: np.ndarray, num_classes: int) -> np.ndarray:
+    out = np.zeros((len(class_indices), num_classes), dtype=np.float32)
+    out[np.arange(len(class_indices)), class_indices] = 1.0
+    return out
+
+
+def _class_labels_from_names(names: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    class_names = tuple(sorted(set(names)))
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
+    return labels, class_names
+
+
+def _load_path(path: Path) -> Manifest:
+    if path.is_dir():
+        return _load_directory(path)
+    if path.is_file():
+        return _load_csv(path)
+    raise ManifestError(f"Manifest source {str(path)!r} does not exist. Pass {_ACCEPTED_SOURCES}.")
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+@dataclass
+class _CsvTable:
+    """The rows of a CSV manifest: paths, label cells (row-major) and source line numbers."""
+
+    where: str
+    label_width: int
+    paths: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)
+    lines: array[int] = field(default_factory=lambda: array("q"))
+
+    def line_of_cell(self, i: int) -> int:
+        return self.lines[i // self.label_width]
+
+
+def _load_csv(csv_path: Path) -> Manifest:
+    """Read a CSV manifest (rules in :func:`load_manifest`)."""
+    table = _read_csv_table(csv_path)
+    if not table.paths:
+        raise ManifestError(
+            f"{table.where}: the manifest holds no samples; add `path[,label]` rows."
+        )
+    labels, class_names, kind = _parse_labels(table)
+    return Manifest(
+        root=csv_path.resolve().parent,
+        paths=tuple(table.paths),
+        labels=labels,
+        class_names=class_names,
+        label_kind=kind,
+    )
+
+
+def _csv_rows(csv_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_number, stripped_cells)`` for every non-blank row."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                cells = [c.strip() for c in row]
+                if any(cells):
+                    yield reader.line_num, cells
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"{csv_path}: cannot read the CSV manifest: {e}") from e
+
+
+def _read_csv_table(csv_path: Path) -> _CsvTable:
+    rows = _csv_rows(csv_path)
+    head = list(itertools.islice(rows, 2))
+    if not head:
+        return _CsvTable(where=str(csv_path), label_width=0)
+    first_line, first = head[0]
+    if _is_header(first, head[1][1] if len(head) > 1 else None):
+        head = head[1:]
+    table = _CsvTable(where=str(csv_path), label_width=len(first) - 1)
+    for line, cells in itertools.chain(head, rows):
+        if len(cells) != len(first):
+            raise ManifestError(
+                f"{table.where}, line {line}: {len(cells)} columns, but line {first_line} has "
+                f"{len(first)}. Every row needs the same columns: a path, then the same number "
+                "of label cells."
+            )
+        path = cells[0]
+        if not path or _SUSPECT_PATH.search(path):
+            path = _relative_path(path, line, table.where)
+        table.paths.append(path)
+        table.cells.extend(cells[1:])
+        table.lines.append(line)
+    return table
+
+
+def _is_header(row1: list[str], row2: list[str] | None) -> bool:
+    if not posixpath.splitext(row1[0].replace("\\", "/"))[1]:
+        return True
+    if row2 is None or len(row1) < 2 or len(row2) != len(row1):
+        return False
+    row1_numeric = all(_NUMBER.fullmatch(c) for c in row1[1:])
+    row2_numeric = all(_NUMBER.fullmatch(c) for c in row2[1:])
+    return not row1_numeric and row2_numeric
+
+
+def _relative_path(cell: str, line: int, where: str) -> str:
+    """Check that ``cell`` is a path relative to the CSV's folder; return it POSIX-normalised."""
+    if not cell:
+        raise ManifestError(f"{where}, line {line}: the path cell is empty; give an image path.")
+    unified = cell.replace("\\", "/")
+    parts = unified.split("/")
+    if unified.startswith("/") or re.match(r"[A-Za-z]:", unified) or ".." in parts:
+        raise ManifestError(
+            f"{where}, line {line}: path {cell!r} is absolute or contains '..'. Paths in a CSV "
+            "manifest must be relative to the CSV's folder and stay inside it; move the CSV "
+            "or the images, or pass (path, label) pairs for images elsewhere."
+        )
+    return "/".join(p for p in parts if p not in (".", ""))
+
+
+def _parse_labels(table: _CsvTable) -> tuple[np.ndarray | None, tuple[str, ...] | None, LabelKind]:
+    if table.label_width == 0:
+        return None, None, "none"
+    if table.label_width > 1:
+        return _vector_labels(table), None, "vector"
+    distinct = set(table.cells)
+    numeric = {c for c in distinct if _NUMBER.fullmatch(c)}
+    if numeric and len(numeric) < len(distinct):
+        raise ManifestError(_mixed_labels_message(table, numeric))
+    if not numeric:
+        labels, class_names = _class_labels_from_names(table.cells)
+        return labels, class_names, "class"
+    if all(_INT.fullmatch(c) for c in numeric):
+        return _int_labels(table), None, "class"
+    return _vector_labels(table), None, "vector"
+
+
+def _mixed_labels_message(table: _CsvTable, numeric: set[str]) -> str:
+    cells = table.cells
+    first_is_number = cells[0] in numeric
+    bad = next(i for i, c in enumerate(cells) if (c in numeric) != first_is_number)
+    kinds = ("a number", "not a number") if first_is_number else ("not a number", "a number")
+    return (
+        f"{table.where}, line {table.lines[bad]}: label {cells[bad]!r} is {kinds[1]}, but the "
+        f"label on line {table.lines[0]} ({cells[0]!r}) is {kinds[0]}. A label column holds "
+        "either class indices or class names, not both; fix that line."
+    )
+
+
+def _int_labels(table: _CsvTable) -> np.ndarray:
+    cells = table.cells
+    try:
+        labels = np.fromiter(map(int, cells), dtype=np.int64, count=len(cells))
+    except (OverflowError, ValueError) as e:
+        raise ManifestError(f"{table.where}: a class index does not fit in 64 bits: {e}") from e
+    negative = np.flatnonzero(labels < 0)
+    if len(negative):
+        i = int(negative[0])
+        raise ManifestError(
+            f"{table.where}, line {table.lines[i]}: class index {cells[i]} is negative; class "
+            "indices start at 0. Fix the label, or use class names instead."
+        )
+    return labels
+
+
+def _vector_labels(table: _CsvTable) -> np.ndarray:
+    bad = {c for c in set(table.cells) if not _NUMBER.fullmatch(c)}
+    if bad:
+        i = next(i for i, c in enumerate(table.cells) if c in bad)
+        width = table.label_width
+        raise ManifestError(
+            f"{table.where}, line {table.line_of_cell(i)}: label column {i % width + 2} holds "
+            f"{table.cells[i]!r}, which is not a number. With {width} label columns every label "
+            "cell must be a number (a label vector such as a one-hot row)."
+        )
+    return np.array(table.cells, dtype=np.float32).reshape(-1, table.label_width)
+
+
+# --------------------------------------------------------------------------- directory
+
+
+def _load_directory(directory: Path) -> Manifest:
+    """Read a folder with one subfolder of images per class (sorted names, as Keras does)."""
+    root = directory.resolve()
+    class_names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
+    if not class_names:
+        raise ManifestError(
+            f"{str(root)!r} has no subfolders. A directory source needs one subfolder of images "
+            "per class (root/<class_name>/<image>); images directly in it are ignored."
+        )
+    paths: list[str] = []
+    labels: list[int] = []
+    for index, name in enumerate(class_names):
+        found = _images_under(root, name)
+        paths.extend(found)
+        labels.extend([index] * len(found))
+    if not paths:
+        raise ManifestError(
+            f"No images found under the class folders of {str(root)!r} (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Put images in root/<class_name>/."
+        )
+    return Manifest(
+        root=root,
+        paths=tuple(paths),
+        labels=np.asarray(labels, dtype=np.int64),
+        class_names=class_names,
+        label_kind="class",
+    )
+
+
+def _images_under(root: Path, class_name: str) -> list[str]:
+    """Sorted POSIX paths, relative to ``root``, of the images below ``root/class_name``."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root / class_name, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        rel = Path(folder).relative_to(root).as_posix()
+        found.extend(
+            f"{rel}/{f}" for f in files if posixpath.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def _load_pairs(pairs: Sequence[object]) -> Manifest:
+    if not pairs:
+        raise ManifestError("The sequence of (path, label) pairs is empty; give at least one.")
+    paths: list[str] = []
+    raw: list[object] = []
+    for i, pair in enumerate(pairs):
+        path, label = _split_pair(pair, i)
+        paths.append(Path(os.path.abspath(path)).as_posix())
+        raw.append(label)
+    labels, class_names, kind = _pair_labels(raw)
+    return Manifest(
+        root=None, paths=tuple(paths), labels=labels, class_names=class_names, label_kind=kind
+    )
+
+
+def _split_pair(pair: object, i: int) -> tuple[str, object]:
+    if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise ManifestError(
+            f"Item {i} of the pairs is {pair!r}; expected a (path, label) pair. Use None as the "
+            "label for unlabeled images."
+        )
+    path, label = pair
+    if not isinstance(path, str | os.PathLike):
+        raise ManifestError(f"Item {i}: path {path!r} is not a str or os.PathLike.")
+    return os.fspath(path), label
+
+
+def _label_kind(label: object) -> str:
+    if label is None:
+        return "none"
+    if isinstance(label, bool | np.bool_):
+        return "unknown"
+    if isinstance(label, numbers.Integral):
+        return "int"
+    if isinstance(label, str):
+        return "name"
+    if isinstance(label, Sequence | np.ndarray) and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in label
+    ):
+        return "vector"
+    return "unknown"
+
+
+def _pair_labels(raw: list[object]) -> tuple[np.ndarray | None, tuple[str, ...] | None, LabelKind]:
+    kinds = [_label_kind(label) for label in raw]
+    for i, kind in enumerate(kinds):
+        if kind == "unknown":
+            raise ManifestError(
+                f"Item {i}: label {raw[i]!r} is not an int, a class name (str), a sequence of "
+                "numbers or None."
+            )
+        if kind != kinds[0]:
+            raise ManifestError(
+                f"Item {i}: label {raw[i]!r} is a {kind} label but item 0's ({raw[0]!r}) is a "
+                f"{kinds[0]} label; all pairs need the same kind of label."
+            )
+    return _labels_of_kind(kinds[0], raw)
+
+
+def _labels_of_kind(
+    kind: str, raw: list[object]
+) -> tuple[np.ndarray | None, tuple[str, ...] | None, LabelKind]:
+    if kind == "none":
+        return None, None, "none"
+    if kind == "name":
+        labels, class_names = _class_labels_from_names([str(r) for r in raw])
+        return labels, class_names, "class"
+    if kind == "int":
+        ints = np.asarray(raw, dtype=np.int64)
+        if (ints < 0).any():
+            i = int(np.flatnonzero(ints < 0)[0])
+            raise ManifestError(f"Item {i}: class index {raw[i]} is negative; indices start at 0.")
+        return ints, None, "class"
+    return _vector_pair_labels(raw), None, "vector"
+
+
+def _vector_pair_labels(raw: list[object]) -> np.ndarray:
+    lengths = {len(v) for v in raw}  # type: ignore[arg-type]
+    if len(lengths) != 1 or 0 in lengths:
+        raise ManifestError(
+            f"Vector labels have lengths {sorted(lengths)}; every label vector must have the same, "
+            "non-zero length."
+        )
+    return np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)

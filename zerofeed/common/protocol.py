@@ -1,0 +1,309 @@
+"""The zerofeed wire protocol, version 1 (specified in ``docs/protocol.md``).
+
+A message is a ZeroMQ multipart message: one msgpack header frame, then raw array frames (only
+``RESULT`` has one). Producers talk through a ``DEALER`` socket, the consumer through a ``ROUTER``
+(which prepends the sender's identity frame; that frame is not part of what is decoded here).
+
+Every header is a map with ``"v"`` (the protocol version) and ``"t"`` (the message type). Decoding
+validates everything before anything is used: types, ranges, sizes. No pickle, no code on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from zerofeed.common.errors import ProtocolError
+
+__all__ = [
+    "DTYPES",
+    "MAX_HEADER_BYTES",
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "Result",
+    "Skipped",
+    "Task",
+    "Unknown",
+    "Welcome",
+    "decode",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 4 << 20
+DTYPES = ("uint8", "float32")
+_MAX_TEXT = 4096
+_MAX_SAMPLES = 65536
+_MAX_SIDE = 16384
+_MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello:
+    """Producer → consumer: a worker (re)announces itself and how many tasks it can hold."""
+
+    producer: str
+    credits: int
+    transforms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Welcome:
+    """Consumer → producer: the answer to ``HELLO``; ``session`` changes when the consumer restarts."""
+
+    session: str
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    """Either way: I am alive. From a producer it also renews the leases of its tasks."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unknown:
+    """Consumer → producer: I do not know you (I restarted, or declared you lost); say ``HELLO``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """Consumer → producer: make batch ``batch`` of ``epoch`` from ``samples`` (manifest row, path)."""
+
+    task_id: int
+    epoch: int
+    batch: int
+    seed: int
+    image_size: tuple[int, int]
+    dtype: str
+    augment: dict[str, Any]
+    samples: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    """A sample a producer could not make, and why."""
+
+    index: int
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """Producer → consumer: the images of a task (one raw frame), minus the ``skipped`` samples.
+
+    ``images`` is the raw frame: ``count`` images of the task's size and dtype, in task order, without
+    the skipped ones. On encode it is any buffer; on decode, what the socket gave (a zero-copy buffer).
+    """
+
+    task_id: int
+    count: int
+    skipped: tuple[Skipped, ...] = ()
+    images: Any = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bye:
+    """Producer → consumer: I am leaving; these task ids will not be done by me."""
+
+    returned: tuple[int, ...] = ()
+
+
+Message = Hello | Welcome | Heartbeat | Unknown | Task | Result | Bye
+
+
+def encode(message: Message) -> list[Any]:
+    """The frames of ``message``: a msgpack header, then raw frames (only for ``Result``)."""
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION}
+    match message:
+        case Hello():
+            header |= {"t": "hello", "producer": message.producer, "credits": message.credits,
+                       "transforms": list(message.transforms)}
+        case Welcome():
+            header |= {"t": "welcome", "session": message.session,
+                       "heartbeat_interval": message.heartbeat_interval}
+        case Heartbeat():
+            header["t"] = "heartbeat"
+        case Unknown():
+            header["t"] = "unknown"
+        case Task():
+            header |= {"t": "task", "id": message.task_id, "epoch": message.epoch,
+                       "batch": message.batch, "seed": message.seed,
+                       "size": list(message.image_size), "dtype": message.dtype,
+                       "augment": message.augment, "samples": [list(s) for s in message.samples]}
+        case Result():
+            header |= {"t": "result", "id": message.task_id, "count": message.count,
+                       "skipped": [[s.index, s.kind, s.reason] for s in message.skipped]}
+            return [msgpack.packb(header), message.images]
+        case Bye():
+            header |= {"t": "bye", "returned": list(message.returned)}
+    return [msgpack.packb(header)]
+
+
+def decode(frames: Sequence[Any]) -> Message:
+    """Validate and decode a message's frames (without the ROUTER identity frame).
+
+    Raises:
+        ProtocolError: anything that does not follow the protocol, with what was wrong.
+    """
+    if not frames:
+        raise ProtocolError("empty message: expected a msgpack header frame")
+    header = _unpack_header(frames[0])
+    kind = header.get("t")
+    parse = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parse is None:
+        raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(_PARSERS)}")
+    expected_frames = 2 if kind == "result" else 1
+    if len(frames) != expected_frames:
+        raise ProtocolError(
+            f"a {kind!r} message has {expected_frames} frame(s), got {len(frames)}"
+        )
+    return parse(_Fields(kind, header), frames[1:])
+
+
+def _unpack_header(frame: Any) -> dict[str, Any]:
+    raw = memoryview(frame.buffer if hasattr(frame, "buffer") else frame)
+    if raw.nbytes > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {raw.nbytes} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises many types for garbage input
+        raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"header must be a msgpack map, got {type(header).__name__}")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported; this zerofeed speaks version "
+            f"{PROTOCOL_VERSION}: run the same zerofeed version on producers and consumer"
+        )
+    return header
+
+
+class _Fields:
+    """Typed access to a header's fields, raising ProtocolError with the message type and field."""
+
+    def __init__(self, kind: str, header: dict[str, Any]) -> None:
+        self.kind = kind
+        self.header = header
+
+    def _get(self, name: str) -> Any:
+        if name not in self.header:
+            raise ProtocolError(f"{self.kind!r} message lacks field {name!r}")
+        return self.header[name]
+
+    def _fail(self, name: str, expected: str) -> ProtocolError:
+        value = repr(self.header.get(name))[:80]
+        return ProtocolError(f"{self.kind!r} field {name!r} must be {expected}, got {value}")
+
+    def int(self, name: str, *, low: int = 0, high: int = _MAX_ID) -> int:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._fail(name, f"an integer in [{low}, {high}]")
+        return value
+
+    def number(self, name: str, *, low: float, high: float) -> float:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise self._fail(name, f"a number in [{low}, {high}]")
+        return float(value)
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str) or len(value) > _MAX_TEXT:
+            raise self._fail(name, f"a string of at most {_MAX_TEXT} characters")
+        return value
+
+    def list(self, name: str, *, limit: int = _MAX_SAMPLES) -> list[Any]:
+        value = self._get(name)
+        if not isinstance(value, list) or len(value) > limit:
+            raise self._fail(name, f"a list of at most {limit} items")
+        return value
+
+    def map(self, name: str) -> dict[str, Any]:
+        value = self._get(name)
+        if not isinstance(value, dict):
+            raise self._fail(name, "a map")
+        return value
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= _MAX_TEXT
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID
+
+
+def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
+    transforms = f.list("transforms", limit=256)
+    if not all(_is_text(name) for name in transforms):
+        raise f._fail("transforms", "a list of transform names")
+    return Hello(producer=f.text("producer"), credits=f.int("credits", low=1, high=1024),
+                 transforms=tuple(transforms))
+
+
+def _welcome(f: _Fields, _: Sequence[Any]) -> Welcome:
+    return Welcome(session=f.text("session"),
+                   heartbeat_interval=f.number("heartbeat_interval", low=0.01, high=3600))
+
+
+def _heartbeat(f: _Fields, _: Sequence[Any]) -> Heartbeat:
+    return Heartbeat()
+
+
+def _unknown(f: _Fields, _: Sequence[Any]) -> Unknown:
+    return Unknown()
+
+
+def _task(f: _Fields, _: Sequence[Any]) -> Task:
+    size = f.list("size", limit=2)
+    if len(size) != 2 or not all(_is_index(side) and 1 <= side <= _MAX_SIDE for side in size):
+        raise f._fail("size", f"[height, width] with sides in [1, {_MAX_SIDE}]")
+    dtype = f.text("dtype")
+    if dtype not in DTYPES:
+        raise f._fail("dtype", f"one of {DTYPES}")
+    samples = f.list("samples")
+    if not samples or not all(
+        isinstance(s, list) and len(s) == 2 and _is_index(s[0]) and _is_text(s[1]) for s in samples
+    ):
+        raise f._fail("samples", "a non-empty list of [manifest row, path] pairs")
+    return Task(task_id=f.int("id"), epoch=f.int("epoch"), batch=f.int("batch"),
+                seed=f.int("seed", high=2**64 - 1), image_size=(size[0], size[1]), dtype=dtype,
+                augment=f.map("augment"), samples=tuple((s[0], s[1]) for s in samples))
+
+
+def _result(f: _Fields, data: Sequence[Any]) -> Result:
+    skipped = f.list("skipped")
+    if not all(
+        isinstance(s, list) and len(s) == 3 and _is_index(s[0]) and _is_text(s[1]) and _is_text(s[2])
+        for s in skipped
+    ):
+        raise f._fail("skipped", "a list of [manifest row, kind, reason] triples")
+    return Result(task_id=f.int("id"), count=f.int("count", high=_MAX_SAMPLES),
+                  skipped=tuple(Skipped(index=s[0], kind=s[1], reason=s[2]) for s in skipped),
+                  images=data[0])
+
+
+def _bye(f: _Fields, _: Sequence[Any]) -> Bye:
+    returned = f.list("returned")
+    if not all(_is_index(task_id) for task_id in returned):
+        raise f._fail("returned", "a list of task ids")
+    return Bye(returned=tuple(returned))
+
+
+_PARSERS = {
+    "hello": _hello,
+    "welcome": _welcome,
+    "heartbeat": _heartbeat,
+    "unknown": _unknown,
+    "task": _task,
+    "result": _result,
+    "bye": _bye,
+}

@@ -1,0 +1,292 @@
+"""The consumer's I/O thread: one ROUTER socket, owned by one thread, serving every producer.
+
+``__getitem__`` may be called from any thread (TensorFlow calls it from its own); it never touches the
+socket. It asks for a batch through :meth:`Dispatcher.get`, which wakes the I/O thread through a pipe
+and waits on a condition variable. The I/O thread receives results zero-copy, hands out tasks as
+credits allow, renews leases on heartbeats and re-issues the tasks of producers that went silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import zmq
+
+from zerofeed.common.errors import FeedTimeoutError, ProtocolError, ZerofeedError
+from zerofeed.common.protocol import (
+    Bye,
+    Heartbeat,
+    Hello,
+    Result,
+    Task,
+    Unknown,
+    Welcome,
+    decode,
+    encode,
+)
+from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, Scheduler
+
+__all__ = ["Dispatcher", "DispatcherSettings"]
+
+log = logging.getLogger("zerofeed.consumer")
+
+_RECV_BURST = 256
+_LOGGED_REJECTIONS_PER_SENDER = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatcherSettings:
+    """Socket and timing settings of a :class:`Dispatcher`."""
+
+    bind: str
+    max_message_size: int
+    heartbeat_interval: float = 1.0
+    wait_log_interval: float = 10.0
+
+
+class Dispatcher:
+    """Owns the ROUTER socket and its thread; thread-safe :meth:`get` for batches."""
+
+    def __init__(
+        self,
+        settings: DispatcherSettings,
+        scheduler: Scheduler,
+        make_task: Callable[[Lease], Task],
+    ) -> None:
+        self._settings = settings
+        self.scheduler = self._scheduler = scheduler
+        self._make_task = make_task
+        self._hint = ""
+        self.session = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._failure: BaseException | None = None
+        self._closing = False
+        self.rejected: Counter[str] = Counter()
+        self.wait_seconds = 0.0
+        self._context = zmq.Context()
+        self._socket = self._open_socket()
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._thread = threading.Thread(target=self._run, name="zerofeed-io", daemon=True)
+        self._thread.start()
+
+    def _open_socket(self) -> zmq.Socket:
+        socket = self._context.socket(zmq.ROUTER)
+        socket.linger = 0
+        socket.router_mandatory = 1
+        socket.maxmsgsize = self._settings.max_message_size
+        socket.rcvhwm = socket.sndhwm = 10_000
+        try:
+            socket.bind(self._settings.bind)
+        except zmq.ZMQError as exc:
+            socket.close(linger=0)
+            self._context.term()
+            raise ZerofeedError(
+                f"cannot bind {self._settings.bind!r}: {exc}. Choose a free port (port 0 picks one), "
+                "or leave bind=None for a private local endpoint."
+            ) from exc
+        return socket
+
+    # -- API for the training thread(s) ----------------------------------------------------------
+
+    def get(self, key: Key, *, timeout: float | None) -> ReadyBatch:
+        """Wait for batch ``key``; raises :class:`FeedTimeoutError` after ``timeout`` seconds."""
+        started = time.monotonic()
+        next_log = started + self._settings.wait_log_interval
+        with self._arrived:
+            self._scheduler.demand(key)
+            self._wake()
+            while True:
+                self._raise_if_failed()
+                if key[0] < self._scheduler.epoch:
+                    raise ZerofeedError(
+                        f"epoch {key[0]} ended (on_epoch_end) while batch {key[1]} was awaited"
+                    )
+                batch = self._scheduler.take(key)
+                if batch is not None:
+                    break
+                now = time.monotonic()
+                if timeout is not None and now - started >= timeout:
+                    raise FeedTimeoutError(self._waiting_message(key, now - started))
+                if now >= next_log:
+                    log.warning("%s", self._waiting_message(key, now - started))
+                    next_log = now + self._settings.wait_log_interval
+                limit = next_log if timeout is None else min(next_log, started + timeout)
+                self._arrived.wait(max(0.0, limit - now))
+            self.wait_seconds += time.monotonic() - started
+        return batch
+
+    def set_hint(self, hint: str) -> None:
+        """What the "no producer connected" message suggests doing."""
+        self._hint = hint
+
+    def advance_epoch(self, epoch: int) -> None:
+        """Drop everything of earlier epochs and start prefetching from ``epoch``."""
+        with self._lock:
+            self._scheduler.advance_epoch(epoch)
+        self._wake()
+
+    def locked(self) -> threading.Lock:
+        """The lock that guards the scheduler, for consistent snapshots."""
+        return self._lock
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the socket and context (idempotent)."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        self._wake()
+        self._thread.join(timeout=10)
+        for fd in (self._wake_read, self._wake_write):
+            os.close(fd)
+        self._socket.close(linger=0)
+        self._context.term()
+
+    def _waiting_message(self, key: Key, waited: float) -> str:
+        producers = len(self._scheduler.producers)
+        epoch, batch = key
+        if producers == 0:
+            return (
+                f"waited {waited:.0f} s for batch {batch} of epoch {epoch}: no producer is connected "
+                f"to {self.endpoint}. {self._hint}"
+            )
+        return (
+            f"waited {waited:.0f} s for batch {batch} of epoch {epoch} from {producers} producer "
+            f"worker(s) at {self.endpoint}"
+        )
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise ZerofeedError(f"the zerofeed I/O thread failed: {self._failure!r}") from self._failure
+        if self._closing:
+            raise ZerofeedError("the FeedSequence was closed while waiting for a batch")
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already signalled, or closing
+
+    # -- the I/O thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        tick_ms = max(10, int(self._settings.heartbeat_interval * 250))
+        try:
+            while not self._closing:
+                events = dict(poller.poll(tick_ms))
+                if self._wake_read in events:
+                    os.read(self._wake_read, 4096)
+                if self._socket in events:
+                    self._receive_burst()
+                self._maintain()
+        except BaseException as exc:  # surfaced to the training thread by get()
+            if not self._closing:
+                log.exception("zerofeed I/O thread failed")
+                with self._arrived:
+                    self._failure = exc
+                    self._arrived.notify_all()
+
+    def _receive_burst(self) -> None:
+        for _ in range(_RECV_BURST):
+            try:
+                identity, *frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue  # a message with no frames after the identity; nothing to answer
+            self._handle(identity.bytes, frames)
+
+    def _handle(self, identity: bytes, frames: list[zmq.Frame]) -> None:
+        try:
+            message = decode(frames)
+        except ProtocolError as exc:
+            self._reject(identity, "malformed", exc)
+            return
+        now = time.monotonic()
+        if isinstance(message, Hello):
+            self._on_hello(identity, message, now)
+            return
+        with self._lock:
+            known = self._scheduler.heard_from(identity, now)
+        if not known:
+            if not isinstance(message, Bye):
+                self._send(identity, encode(Unknown()))
+            if isinstance(message, Result):
+                self._reject(identity, "unknown_sender", ProtocolError("result from an unknown sender"))
+            return
+        if isinstance(message, Heartbeat):
+            self._send(identity, encode(Heartbeat()))
+        elif isinstance(message, Result):
+            self._on_result(identity, message)
+        elif isinstance(message, Bye):
+            with self._lock:
+                producer = self._scheduler.goodbye(identity)
+            if producer is not None:
+                log.info("producer %s left (%d connected)", producer.name, len(self._scheduler.producers))
+        else:
+            self._reject(identity, "wrong_direction",
+                         ProtocolError(f"{type(message).__name__} is sent by consumers, not producers"))
+
+    def _on_hello(self, identity: bytes, hello: Hello, now: float) -> None:
+        with self._lock:
+            producer = self._scheduler.hello(identity, hello, now)
+            connected = len(self._scheduler.producers)
+        self._send(identity, encode(Welcome(session=self.session,
+                                            heartbeat_interval=self._settings.heartbeat_interval)))
+        log.info("producer %s connected (%d connected)", producer.name, connected)
+        if not producer.capable:
+            log.warning(
+                "producer %s lacks custom transform(s) %s and gets no tasks; start it with "
+                "--plugin MODULE for the module(s) that define them", producer.name, hello.transforms
+            )
+
+    def _on_result(self, identity: bytes, result: Result) -> None:
+        with self._arrived:
+            try:
+                batch = self._scheduler.result(identity, result)
+            except ProtocolError as exc:
+                self._reject(identity, "result", exc)
+                return
+            if batch is not None:
+                self._arrived.notify_all()
+
+    def _reject(self, identity: bytes, kind: str, error: Exception) -> None:
+        self.rejected[kind] += 1
+        sender = identity.hex()
+        self.rejected[f"sender:{sender}"] += 1
+        if self.rejected[f"sender:{sender}"] <= _LOGGED_REJECTIONS_PER_SENDER:
+            log.warning("rejected a message from peer %s: %s", sender, error)
+
+    def _maintain(self) -> None:
+        with self._lock:
+            for producer in self._scheduler.expire(time.monotonic()):
+                log.warning(
+                    "producer %s silent for more than its lease; %d task(s) re-issued to others",
+                    producer.name, len(producer.tasks),
+                )
+            leases = self._scheduler.assign()
+        for lease in leases:
+            if not self._send(lease.producer, encode(self._make_task(lease))):
+                with self._lock:
+                    self._scheduler.goodbye(lease.producer)
+
+    def _send(self, identity: bytes, frames: list[object]) -> bool:
+        try:
+            self._socket.send_multipart([identity, *frames], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (gone, ROUTER_MANDATORY) or EAGAIN (not reading)
+            log.warning("cannot reach producer %s: %s", identity.hex(), exc.strerror)
+            return False

@@ -1,0 +1,115 @@
+"""Producers that a :class:`~zerofeed.consumer.FeedSequence` starts and owns on this machine.
+
+They run as one ``python -m zerofeed.producer`` process (a supervisor with N spawned workers) in its
+own session, so a Ctrl-C in the terminal reaches only the trainer, which then stops them. They also
+stop by themselves when the trainer dies: their standard input is a pipe from the trainer, and its
+end of file means "the parent is gone".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LocalProducers", "default_worker_count"]
+
+log = logging.getLogger("zerofeed.consumer")
+
+
+def default_worker_count() -> int:
+    """Worker processes for ``local_producers="auto"``: one per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Launch:
+    endpoint: str
+    workers: int
+    data_root: Path | None
+    plugins: tuple[str, ...]
+    heartbeat_interval: float
+
+
+class LocalProducers:
+    """A producer process tree on this machine, started now and stopped by :meth:`close`."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        workers: int,
+        data_root: Path | None,
+        plugins: tuple[str, ...] = (),
+        heartbeat_interval: float = 1.0,
+    ) -> None:
+        launch = _Launch(endpoint=endpoint, workers=workers, data_root=data_root, plugins=plugins,
+                         heartbeat_interval=heartbeat_interval)
+        self._process = subprocess.Popen(
+            _command(launch),
+            stdin=subprocess.PIPE,
+            env=_child_environment(),
+            start_new_session=True,
+        )
+        self.pid = self._process.pid
+
+    def close(self, *, grace: float = 15.0) -> None:
+        """Stop the producers: close their stdin (graceful), then SIGTERM, then SIGKILL the group."""
+        process = self._process
+        if process.poll() is None and process.stdin is not None:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            log.warning("local producers did not stop within %.0f s; terminating them", grace)
+            self._signal_group(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                process.wait()
+        self._signal_group(signal.SIGKILL)  # any worker left behind by a crashed supervisor
+        if process.stdin is not None and not process.stdin.closed:
+            process.stdin.close()
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _command(launch: _Launch) -> list[str]:
+    verbose = logging.getLogger("zerofeed").isEnabledFor(logging.DEBUG)
+    command = [
+        sys.executable, "-m", "zerofeed.producer",
+        "--connect", launch.endpoint,
+        "--workers", str(launch.workers),
+        "--heartbeat-interval", str(launch.heartbeat_interval),
+        "--log-level", "DEBUG" if verbose else "WARNING",
+        "--name", f"local:{os.getpid()}",
+        "--exit-with-parent",
+    ]
+    if launch.data_root is not None:
+        command += ["--data-root", str(launch.data_root)]
+    for plugin in launch.plugins:
+        command += ["--plugin", plugin]
+    return command
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with this interpreter's import path, so that plugins import alike."""
+    environment = dict(os.environ)
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    environment["PYTHONPATH"] = os.pathsep.join(paths)
+    return environment

@@ -1,0 +1,294 @@
+"""The consumer's bookkeeping, free of sockets and threads: who holds which batch, what is ready.
+
+Batches are keyed by ``(epoch, batch)`` and issued in stream order: the rest of the current epoch,
+then the first batches of the next, so that an epoch starts without a stall. A task is issued only to
+a producer with a free credit, and only while ``in flight + ready <= max_queue_size``. Every issued
+task is a lease held by one producer; when that producer is lost or says goodbye, its leases go back to
+the front of the queue, and a late result from it is refused because the lease is no longer its own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zerofeed.common.errors import ProtocolError
+from zerofeed.common.plan import EpochPlan
+from zerofeed.common.protocol import Hello, Result, Skipped
+
+__all__ = ["Key", "Lease", "ProducerInfo", "ReadyBatch", "Scheduler"]
+
+Key = tuple[int, int]
+
+
+@dataclass(eq=False)
+class ProducerInfo:
+    """A connected producer worker, as the consumer sees it."""
+
+    identity: bytes
+    name: str
+    capacity: int
+    capable: bool
+    last_seen: float
+    tasks: set[int] = field(default_factory=set)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.tasks) if self.capable else 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An issued task: batch ``key`` made of manifest ``rows``, held by ``producer``."""
+
+    task_id: int
+    key: Key
+    rows: np.ndarray
+    producer: bytes
+
+
+@dataclass(frozen=True)
+class ReadyBatch:
+    """A received batch: ``images`` of the manifest ``rows`` kept, and the samples ``skipped``."""
+
+    key: Key
+    images: np.ndarray
+    rows: np.ndarray
+    skipped: tuple[Skipped, ...]
+    producer: str
+
+
+@dataclass
+class SchedulerCounters:
+    """Running totals kept by the scheduler (read under the dispatcher's lock)."""
+
+    tasks_issued: int = 0
+    tasks_reissued: int = 0
+    results_stale: int = 0
+    peak_outstanding: int = 0
+    producers_lost: int = 0
+
+
+class Scheduler:
+    """Decides which task goes to which producer, and keeps results until they are taken."""
+
+    def __init__(
+        self,
+        *,
+        plan_for: Callable[[int], EpochPlan],
+        max_queue_size: int,
+        lease_timeout: float,
+        required_transforms: frozenset[str],
+        image_shape: tuple[int, int, int],
+        dtype: np.dtype,
+        epoch: int = 0,
+    ) -> None:
+        self._plan_for = plan_for
+        self._max_queue_size = max_queue_size
+        self._lease_timeout = lease_timeout
+        self._required = required_transforms
+        self._image_shape = image_shape
+        self._dtype = np.dtype(dtype)
+        self.epoch = epoch
+        self._cursor: Key = (epoch, 0)
+        self._requeue: deque[Key] = deque()
+        self._urgent: Key | None = None
+        self._next_task_id = 1
+        self.producers: dict[bytes, ProducerInfo] = {}
+        self._leases: dict[int, Lease] = {}
+        self._issued: dict[Key, int] = {}
+        self._ready: OrderedDict[Key, ReadyBatch] = OrderedDict()
+        self._delivered: OrderedDict[Key, ReadyBatch] = OrderedDict()
+        self.counters = SchedulerCounters()
+
+    # -- producers -------------------------------------------------------------------------------
+
+    def hello(self, identity: bytes, hello: Hello, now: float) -> ProducerInfo:
+        """Register (or re-register) a producer; a re-hello means it dropped what it held."""
+        if identity in self.producers:
+            self._release(self.producers.pop(identity))
+        producer = ProducerInfo(
+            identity=identity,
+            name=hello.producer,
+            capacity=hello.credits,
+            capable=self._required <= set(hello.transforms),
+            last_seen=now,
+        )
+        self.producers[identity] = producer
+        return producer
+
+    def heard_from(self, identity: bytes, now: float) -> bool:
+        """Note that ``identity`` is alive (renewing its leases); False if it is unknown."""
+        producer = self.producers.get(identity)
+        if producer is None:
+            return False
+        producer.last_seen = now
+        return True
+
+    def goodbye(self, identity: bytes) -> ProducerInfo | None:
+        """A producer left (``BYE``, or it cannot be reached): its tasks go back to the queue."""
+        producer = self.producers.pop(identity, None)
+        if producer is not None:
+            self._release(producer)
+        return producer
+
+    def expire(self, now: float) -> list[ProducerInfo]:
+        """Producers silent for longer than the lease timeout: lost, their tasks re-queued."""
+        lost = [p for p in self.producers.values() if now - p.last_seen > self._lease_timeout]
+        for producer in lost:
+            self.goodbye(producer.identity)
+        self.counters.producers_lost += len(lost)
+        return lost
+
+    def _release(self, producer: ProducerInfo) -> None:
+        for task_id in sorted(producer.tasks, reverse=True):
+            lease = self._leases.pop(task_id)
+            if self._issued.get(lease.key) == task_id:
+                del self._issued[lease.key]
+                if self._wanted(lease.key):
+                    self._requeue.appendleft(lease.key)
+                    self.counters.tasks_reissued += 1
+
+    # -- issuing ---------------------------------------------------------------------------------
+
+    def assign(self) -> list[Lease]:
+        """New leases to send now, as far as credits and ``max_queue_size`` allow."""
+        leases = []
+        while True:
+            producer = max(self.producers.values(), key=lambda p: p.free, default=None)
+            if producer is None or producer.free <= 0:
+                break
+            key = self._next_key()
+            if key is None:
+                break
+            leases.append(self._lease(key, producer))
+        return leases
+
+    def _next_key(self) -> Key | None:
+        if self._urgent is not None and self._wanted(self._urgent):
+            key, self._urgent = self._urgent, None
+            return key
+        if not self._make_room():
+            return None
+        while self._requeue:
+            key = self._requeue.popleft()
+            if self._wanted(key):
+                return key
+        while self._cursor[0] <= self.epoch + 1:
+            key = self._cursor
+            epoch, batch = key
+            self._cursor = (epoch, batch + 1) if batch + 1 < len(self._plan_for(epoch)) else (epoch + 1, 0)
+            if self._wanted(key):
+                return key
+        return None
+
+    def _make_room(self) -> bool:
+        while self.outstanding >= self._max_queue_size:
+            if not self._delivered:
+                return False
+            self._delivered.popitem(last=False)
+        return True
+
+    @property
+    def outstanding(self) -> int:
+        """Batches in flight for live epochs plus batches received (delivered ones retained too)."""
+        return len(self._issued) + len(self._ready) + len(self._delivered)
+
+    def _wanted(self, key: Key) -> bool:
+        return (
+            key[0] >= self.epoch
+            and key not in self._issued
+            and key not in self._ready
+            and key not in self._delivered
+        )
+
+    def _lease(self, key: Key, producer: ProducerInfo) -> Lease:
+        lease = Lease(self._next_task_id, key, self._plan_for(key[0]).batch(key[1]), producer.identity)
+        self._next_task_id += 1
+        self._leases[lease.task_id] = lease
+        self._issued[key] = lease.task_id
+        producer.tasks.add(lease.task_id)
+        self.counters.tasks_issued += 1
+        self.counters.peak_outstanding = max(self.counters.peak_outstanding, self.outstanding)
+        return lease
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def result(self, identity: bytes, result: Result) -> ReadyBatch | None:
+        """Store a result; None if it belongs to a past epoch (dropped).
+
+        Raises:
+            ProtocolError: the task was never issued to this sender, or the result does not match it.
+        """
+        lease = self._leases.get(result.task_id)
+        if lease is None or lease.producer != identity:
+            raise ProtocolError(
+                f"result for task {result.task_id}, which is not leased to this sender "
+                "(never issued, or re-issued after the sender was presumed lost)"
+            )
+        del self._leases[result.task_id]
+        self.producers[identity].tasks.discard(result.task_id)
+        if self._issued.get(lease.key) == lease.task_id:
+            del self._issued[lease.key]
+        if lease.key[0] < self.epoch:
+            self.counters.results_stale += 1
+            return None
+        try:
+            batch = self._validate(lease, result)
+        except ProtocolError:
+            self._requeue.appendleft(lease.key)
+            raise
+        self._ready[lease.key] = batch
+        return batch
+
+    def _validate(self, lease: Lease, result: Result) -> ReadyBatch:
+        skipped_rows = [s.index for s in result.skipped]
+        if len(set(skipped_rows)) != len(skipped_rows) or not set(skipped_rows) <= set(lease.rows.tolist()):
+            raise ProtocolError(f"result for task {lease.task_id} skips rows that are not in the task")
+        expected = len(lease.rows) - len(skipped_rows)
+        if result.count != expected:
+            raise ProtocolError(
+                f"result for task {lease.task_id} has {result.count} images; expected {expected}"
+            )
+        buffer = memoryview(result.images)
+        expected_bytes = expected * int(np.prod(self._image_shape)) * self._dtype.itemsize
+        if buffer.nbytes != expected_bytes:
+            raise ProtocolError(
+                f"result for task {lease.task_id} carries {buffer.nbytes} bytes; expected "
+                f"{expected_bytes} ({expected} images of {self._image_shape} {self._dtype})"
+            )
+        images = np.frombuffer(buffer, dtype=self._dtype).reshape((expected, *self._image_shape))
+        rows = lease.rows[~np.isin(lease.rows, skipped_rows)] if skipped_rows else lease.rows
+        producer = self.producers[lease.producer].name
+        return ReadyBatch(lease.key, images, rows, result.skipped, producer)
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    def demand(self, key: Key) -> None:
+        """``key`` is wanted now: issue it next, even past ``max_queue_size``, if it is not under way."""
+        if self._wanted(key):
+            self._urgent = key
+
+    def take(self, key: Key) -> ReadyBatch | None:
+        """The batch for ``key`` if it has arrived; it stays retained while there is room."""
+        batch = self._ready.pop(key, None)
+        if batch is not None:
+            self._delivered[key] = batch
+            return batch
+        return self._delivered.get(key)
+
+    def advance_epoch(self, epoch: int) -> None:
+        """Move to ``epoch``: everything for earlier epochs is dropped."""
+        self.epoch = epoch
+        self._cursor = max(self._cursor, (epoch, 0))
+        for store in (self._ready, self._delivered):
+            for key in [k for k in store if k[0] < epoch]:
+                del store[key]
+        for key in [k for k in self._issued if k[0] < epoch]:
+            del self._issued[key]
+        self._requeue = deque(k for k in self._requeue if k[0] >= epoch)
+        if self._urgent is not None and self._urgent[0] < epoch:
+            self._urgent = None

@@ -1,0 +1,350 @@
+"""``FeedSequence``: a Keras ``PyDataset`` whose batches are made by zerofeed producers."""
+
+from __future__ import annotations
+
+import logging
+import operator
+import secrets
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+
+from zerofeed.common.errors import BadSampleError, ConfigError, ZerofeedError
+from zerofeed.common.manifest import Manifest, load_manifest, validate_label_mode
+from zerofeed.common.plan import EpochPlan
+from zerofeed.common.protocol import DTYPES, MAX_HEADER_BYTES, Task
+from zerofeed.common.transforms import parse_augment
+from zerofeed.consumer.dispatcher import Dispatcher, DispatcherSettings
+from zerofeed.consumer.endpoints import connect_address, private_endpoint, validate_bind
+from zerofeed.consumer.local import LocalProducers, default_worker_count
+from zerofeed.consumer.scheduler import Lease, ReadyBatch, Scheduler
+from zerofeed.consumer.stats import FeedStats, SkippedSample
+
+__all__ = ["FeedSequence"]
+
+log = logging.getLogger("zerofeed.consumer")
+
+Batch = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray]
+
+
+class FeedSequence(keras.utils.PyDataset):
+    """Batches of decoded, augmented images made by producer processes, for ``model.fit``.
+
+    Each epoch is planned here (shuffle, batches, a random stream per sample derived from
+    ``(seed, epoch, sample)``) and handed to producers as they have room, at most ``max_queue_size``
+    batches ahead. Every sample appears exactly once per epoch, and a batch is byte-identical
+    whichever producer made it.
+
+    Batches are served in plan order: the k-th distinct index asked for in an epoch gets the plan's
+    k-th batch, and asking for an index again returns the same batch. Sequential access therefore
+    returns plan batch ``i`` for index ``i``; Keras' ``fit(shuffle=True)``, which asks for indices
+    in random order, still receives the plan's (already shuffled) stream, fully prefetched.
+
+    Args:
+        source: a CSV manifest, a directory of class subfolders, or a sequence of (path, label).
+        batch_size: samples per batch (the last batch of an epoch may be smaller).
+        image_size: ``(height, width)`` of the images produced.
+        augment: ``None`` (resize only) or a dict of transforms, see ``docs/augment.md``.
+        dtype: ``"uint8"`` (the model rescales; 4x less data to move) or ``"float32"`` in [0, 1].
+        label_mode: ``"int"`` or ``"categorical"`` (one-hot float32); label vectors pass through.
+        shuffle: draw a new sample order each epoch.
+        seed: makes shuffle and augmentation reproducible; ``None`` picks one (see :attr:`seed`).
+        bind: where producers connect, e.g. ``"tcp://0.0.0.0:5555"``; ``None`` is a private ipc
+            endpoint for local producers only. Port 0 or ``*`` picks a free port (see
+            :attr:`endpoint`).
+        local_producers: worker processes started and owned here; ``"auto"``: one per CPU;
+            ``0``: remote producers only.
+        max_queue_size: batches in flight plus ready; bounds memory here and in producers.
+        on_error: ``"raise"`` stops at a bad sample with an error naming it; ``"skip"`` drops it
+            from its batch and lists it in :attr:`stats`.
+        plugins: modules defining custom transforms, loaded by the local producers.
+        timeout: seconds ``__getitem__`` may wait before raising ``FeedTimeoutError``; ``None``
+            waits for ever, logging what it waits for every ``wait_log_interval`` seconds.
+        lease_timeout: seconds of silence after which a producer is presumed lost and its tasks
+            are handed to others.
+        heartbeat_interval: seconds between producer heartbeats (local producers).
+        wait_log_interval: seconds between "still waiting" log messages.
+    """
+
+    def __init__(
+        self,
+        source: str | Path | Sequence[tuple[Any, Any]],
+        *,
+        batch_size: int = 32,
+        image_size: tuple[int, int] = (224, 224),
+        augment: Mapping[str, Any] | None = None,
+        dtype: Literal["uint8", "float32"] = "uint8",
+        label_mode: Literal["int", "categorical"] = "int",
+        shuffle: bool = True,
+        seed: int | None = None,
+        bind: str | None = None,
+        local_producers: int | Literal["auto"] = "auto",
+        max_queue_size: int = 8,
+        on_error: Literal["raise", "skip"] = "raise",
+        plugins: Sequence[str] = (),
+        timeout: float | None = None,
+        lease_timeout: float = 5.0,
+        heartbeat_interval: float = 1.0,
+        wait_log_interval: float = 10.0,
+    ) -> None:
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
+        _check_settings(batch_size=batch_size, image_size=image_size, dtype=dtype,
+                        max_queue_size=max_queue_size, on_error=on_error, timeout=timeout,
+                        lease_timeout=lease_timeout, heartbeat_interval=heartbeat_interval)
+        self.manifest: Manifest = load_manifest(source)
+        validate_label_mode(label_mode, self.manifest)
+        self._spec = parse_augment(augment)
+        self.batch_size = batch_size
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.dtype = dtype
+        self.label_mode = label_mode
+        self.shuffle = shuffle
+        self.on_error = on_error
+        self.timeout = timeout
+        self.seed: int = secrets.randbits(63) if seed is None else _check_seed(seed)
+        self._augment_wire = self._spec.to_wire()
+        self._plans: dict[int, EpochPlan] = {}
+        self._epoch = 0
+        self._slots: dict[int, int] = {}
+        self._skip_seen: set[tuple[int, int]] = set()
+        self._skipped: list[SkippedSample] = []
+        self._delivered = [0, 0]
+        self._state_lock = threading.Lock()
+        self._closed = False
+        workers = _resolve_local_producers(local_producers)
+        self._private_dir = tempfile.mkdtemp(prefix="zerofeed-") if bind is None else None
+        endpoint = private_endpoint(self._private_dir) if self._private_dir else validate_bind(bind)
+        self._dispatcher = Dispatcher(
+            DispatcherSettings(bind=endpoint, max_message_size=self._max_message_size(),
+                               heartbeat_interval=heartbeat_interval,
+                               wait_log_interval=wait_log_interval),
+            Scheduler(plan_for=self._plan, max_queue_size=max_queue_size,
+                      lease_timeout=lease_timeout,
+                      required_transforms=frozenset(self._spec.plugin_names),
+                      image_shape=(*self.image_size, 3), dtype=np.dtype(dtype)),
+            self._make_task,
+        )
+        self._dispatcher.set_hint(self._hint(workers))
+        try:
+            self._local = (
+                LocalProducers(
+                    endpoint=connect_address(self._dispatcher.endpoint), workers=workers,
+                    data_root=self.manifest.root, plugins=tuple(plugins),
+                    heartbeat_interval=heartbeat_interval,
+                )
+                if workers
+                else None
+            )
+        except BaseException:
+            _release(self._dispatcher, None, self._private_dir)
+            raise
+        self._finalizer = weakref.finalize(
+            self, _release, self._dispatcher, self._local, self._private_dir
+        )
+
+    # -- the PyDataset interface -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return -(-len(self.manifest) // self.batch_size)
+
+    def __getitem__(self, index: int) -> Batch:
+        """Batch ``index`` of the current epoch as ``(x, y)`` (``(x,)`` for unlabeled sources)."""
+        if self._closed:
+            raise ZerofeedError("this FeedSequence is closed; create a new one to read more batches")
+        index = operator.index(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        index %= len(self)
+        with self._state_lock:
+            epoch = self._epoch
+            slot = self._slots.setdefault(index, len(self._slots))
+        batch = self._dispatcher.get((epoch, slot), timeout=self.timeout)
+        return self._deliver(batch)
+
+    def on_epoch_end(self) -> None:
+        """Move to the next epoch (a new shuffle and new augmentation draws)."""
+        with self._state_lock:
+            self._epoch += 1
+            self._slots.clear()
+            epoch = self._epoch
+        self._dispatcher.advance_epoch(epoch)
+
+    # -- public extras ---------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The address producers connect to (with the real port when one was picked)."""
+        return self._dispatcher.endpoint
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0 before the first ``on_epoch_end``)."""
+        return self._epoch
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """Class names, when labels came from names or class folders."""
+        return self.manifest.class_names
+
+    @property
+    def stats(self) -> FeedStats:
+        """A snapshot of what this feed has done so far."""
+        scheduler = self._dispatcher.scheduler
+        with self._dispatcher.locked():
+            counters = scheduler.counters
+            return FeedStats(
+                batches_delivered=self._delivered[0],
+                images_delivered=self._delivered[1],
+                skipped=tuple(self._skipped),
+                wait_seconds=self._dispatcher.wait_seconds,
+                producers_connected=len(scheduler.producers),
+                tasks_issued=counters.tasks_issued,
+                tasks_reissued=counters.tasks_reissued,
+                producers_lost=counters.producers_lost,
+                messages_rejected=sum(
+                    n for kind, n in self._dispatcher.rejected.items() if ":" not in kind
+                ),
+                peak_outstanding=counters.peak_outstanding,
+                epoch=self._epoch,
+            )
+
+    def close(self) -> None:
+        """Stop the local producers, the I/O thread and the socket; idempotent."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> FeedSequence:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _plan(self, epoch: int) -> EpochPlan:
+        plan = self._plans.get(epoch)
+        if plan is None:
+            if len(self._plans) > 4:
+                self._plans.pop(min(self._plans))
+            plan = EpochPlan(num_samples=len(self.manifest), batch_size=self.batch_size,
+                             seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+            self._plans[epoch] = plan
+        return plan
+
+    def _make_task(self, lease: Lease) -> Task:
+        paths = self.manifest.paths
+        rows = lease.rows.tolist()
+        return Task(
+            task_id=lease.task_id, epoch=lease.key[0], batch=lease.key[1], seed=self.seed,
+            image_size=self.image_size, dtype=self.dtype, augment=self._augment_wire,
+            samples=tuple((row, paths[row]) for row in rows),
+        )
+
+    def _deliver(self, batch: ReadyBatch) -> Batch:
+        if batch.skipped:
+            self._note_skipped(batch)
+            if self.on_error == "raise":
+                first = batch.skipped[0]
+                raise BadSampleError(self.manifest.paths[first.index], first.kind, first.reason,
+                                     producer=batch.producer)
+        labels = self.manifest.batch_labels(batch.rows, self.label_mode)
+        with self._state_lock:
+            self._delivered[0] += 1
+            self._delivered[1] += len(batch.rows)
+        return (batch.images,) if labels is None else (batch.images, labels)
+
+    def _note_skipped(self, batch: ReadyBatch) -> None:
+        with self._state_lock:
+            if batch.key in self._skip_seen:
+                return
+            self._skip_seen.add(batch.key)
+            for skipped in batch.skipped:
+                self._skipped.append(SkippedSample(
+                    path=self.manifest.paths[skipped.index], kind=skipped.kind,
+                    reason=skipped.reason, epoch=batch.key[0], producer=batch.producer,
+                ))
+        for skipped in batch.skipped:
+            log.warning("skipped %s: %s: %s", self.manifest.paths[skipped.index], skipped.kind,
+                        skipped.reason)
+
+    def _max_message_size(self) -> int:
+        height, width = self.image_size
+        itemsize = np.dtype(self.dtype).itemsize
+        return self.batch_size * height * width * 3 * itemsize + MAX_HEADER_BYTES + 4096
+
+    def _hint(self, workers: int) -> str:
+        if workers:
+            return f"{workers} local producer worker(s) were started; check their log output above."
+        return (
+            f"Start one with: zerofeed producer --connect {connect_address(self.endpoint)} "
+            "--data-root <folder the manifest paths are relative to>"
+        )
+
+
+def _release(dispatcher: Dispatcher, local: LocalProducers | None, private_dir: str | None) -> None:
+    """Stop everything a FeedSequence started (run by close(), garbage collection or exit)."""
+    try:
+        if local is not None:
+            local.close()
+    finally:
+        dispatcher.close()
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+def _resolve_local_producers(value: int | str) -> int:
+    if value == "auto":
+        return default_worker_count()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f'local_producers must be "auto" or a whole number >= 0, got {value!r}; '
+            "use 0 when only remote producers feed this sequence."
+        )
+    return value
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def _check_settings(
+    *,
+    batch_size: int,
+    image_size: tuple[int, int],
+    dtype: str,
+    max_queue_size: int,
+    on_error: str,
+    timeout: float | None,
+    lease_timeout: float,
+    heartbeat_interval: float,
+) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if (
+        not isinstance(image_size, Sequence)
+        or len(image_size) != 2
+        or not all(isinstance(side, int) and 1 <= side <= 16384 for side in image_size)
+    ):
+        raise ConfigError(f"image_size must be (height, width) in pixels, got {image_size!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1:
+        raise ConfigError(f"max_queue_size must be a whole number >= 1, got {max_queue_size!r}")
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f'on_error must be "raise" or "skip", got {on_error!r}')
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
+    if heartbeat_interval <= 0 or lease_timeout <= 2 * heartbeat_interval:
+        raise ConfigError(
+            "lease_timeout must exceed two heartbeat intervals: got lease_timeout="
+            f"{lease_timeout!r}, heartbeat_interval={heartbeat_interval!r}"
+        )

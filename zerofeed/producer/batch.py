@@ -1,0 +1,77 @@
+"""Turn one ``TASK`` into one ``RESULT``: every image written straight into one batch buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import msgpack
+import numpy as np
+
+from zerofeed.common.errors import BadSampleError, ConfigError
+from zerofeed.common.plan import sample_rng
+from zerofeed.common.protocol import Result, Skipped, Task
+from zerofeed.common.transforms import TransformSpec
+from zerofeed.producer.paths import SampleLocator
+from zerofeed.producer.plugins import CustomTransform
+from zerofeed.producer.render import Renderer
+
+__all__ = ["BatchMaker"]
+
+_MAX_RENDERERS = 8
+
+
+class BatchMaker:
+    """Makes batches for tasks; keeps a renderer per (image size, augment spec) it has seen."""
+
+    def __init__(self, *, locator: SampleLocator, transforms: Mapping[str, CustomTransform]) -> None:
+        self._locator = locator
+        self._transforms = transforms
+        self._renderers: dict[bytes, Renderer] = {}
+
+    def make(self, task: Task, tick: Callable[[], None] = lambda: None) -> Result:
+        """The result of ``task``; bad samples are listed as skipped, never raised.
+
+        ``tick`` is called after each sample, so that the caller can send heartbeats.
+        """
+        try:
+            renderer = self._renderer(task)
+        except ConfigError as exc:
+            skipped = tuple(Skipped(index=row, kind="config", reason=str(exc)) for row, _ in task.samples)
+            return Result(task_id=task.task_id, count=0, skipped=skipped)
+        height, width = task.image_size
+        images = np.empty((len(task.samples), height, width, 3), dtype=np.uint8)
+        skipped_list: list[Skipped] = []
+        count = 0
+        for row, path in task.samples:
+            try:
+                rng = sample_rng(task.seed, task.epoch, row)
+                renderer.render_into(self._locator.locate(path), rng, images[count])
+                count += 1
+            except BadSampleError as exc:
+                skipped_list.append(Skipped(index=row, kind=exc.kind, reason=exc.reason))
+            tick()
+        return Result(
+            task_id=task.task_id,
+            count=count,
+            skipped=tuple(skipped_list),
+            images=_as_dtype(images[:count], task.dtype),
+        )
+
+    def _renderer(self, task: Task) -> Renderer:
+        key = msgpack.packb([task.image_size, task.augment])
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            if len(self._renderers) >= _MAX_RENDERERS:
+                self._renderers.clear()
+            spec = TransformSpec.from_wire(task.augment)
+            renderer = Renderer(image_size=task.image_size, spec=spec, transforms=self._transforms)
+            self._renderers[key] = renderer
+        return renderer
+
+
+def _as_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return images
+    scaled = np.empty(images.shape, dtype=np.float32)
+    np.multiply(images, np.float32(1 / 255), out=scaled, dtype=np.float32)
+    return scaled

@@ -1,0 +1,90 @@
+"""``zerofeed producer``: the command line, the only place producers read ``ZEROFEED_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from zerofeed.common.errors import ConfigError
+from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.supervisor import Supervisor
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The producer's argument parser; each option defaults to its ``ZEROFEED_*`` variable."""
+
+    def env(name: str, default: str | None = None) -> str | None:
+        return environ.get(f"ZEROFEED_{name}", default)
+
+    parser = argparse.ArgumentParser(
+        prog="zerofeed producer",
+        description="Decode and augment images for a zerofeed consumer (a FeedSequence). "
+        "Every option can also be set with the ZEROFEED_* variable named in its help.",
+    )
+    connect = env("CONNECT")
+    parser.add_argument("--connect", default=connect, required=connect is None, metavar="ENDPOINT",
+                        help="consumer endpoint, e.g. tcp://trainer:5555 [ZEROFEED_CONNECT]")
+    parser.add_argument("--workers", type=int, default=int(env("WORKERS", str(os.cpu_count() or 1))),
+                        help="worker processes (default: CPU count) [ZEROFEED_WORKERS]")
+    parser.add_argument("--data-root", type=Path, default=env("DATA_ROOT"),
+                        help="folder that manifest paths are relative to; paths outside it are "
+                        "refused [ZEROFEED_DATA_ROOT]")
+    parser.add_argument("--plugin", action="append", dest="plugins", metavar="MODULE",
+                        default=[p for p in (env("PLUGINS") or "").split(",") if p],
+                        help="module defining ZEROFEED_TRANSFORMS; repeatable "
+                        "[ZEROFEED_PLUGINS, comma-separated]")
+    parser.add_argument("--prefetch", type=int, default=int(env("PREFETCH", "2")),
+                        help="tasks each worker holds at once [ZEROFEED_PREFETCH]")
+    parser.add_argument("--heartbeat-interval", type=float,
+                        default=float(env("HEARTBEAT_INTERVAL", "1.0")),
+                        help="seconds between heartbeats [ZEROFEED_HEARTBEAT_INTERVAL]")
+    parser.add_argument("--reconnect-after", type=float,
+                        default=float(env("RECONNECT_AFTER", "10.0")),
+                        help="seconds of consumer silence before reconnecting "
+                        "[ZEROFEED_RECONNECT_AFTER]")
+    parser.add_argument("--name", default=env("NAME"),
+                        help="name shown in the consumer's logs (default host:pid) [ZEROFEED_NAME]")
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="[ZEROFEED_LOG_LEVEL]")
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ProducerConfig:
+    """The :class:`ProducerConfig` described by parsed arguments."""
+    return ProducerConfig(
+        endpoint=args.connect,
+        workers=args.workers,
+        data_root=args.data_root,
+        plugins=tuple(args.plugins),
+        prefetch=args.prefetch,
+        heartbeat_interval=args.heartbeat_interval,
+        reconnect_after=args.reconnect_after,
+        exit_with_parent=args.exit_with_parent,
+        name=args.name,
+    )
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run a producer until SIGTERM/SIGINT; returns the exit code."""
+    parser = build_parser(os.environ if environ is None else environ)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+    try:
+        config = config_from_args(args)
+        if config.plugins:
+            from zerofeed.producer.plugins import load_plugins
+
+            load_plugins(config.plugins)  # fail here, once, rather than in every worker
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return Supervisor(config).run()

@@ -1,0 +1,55 @@
+"""Producer settings: one keyword-only dataclass, built by the CLI from flags and ``ZEROFEED_*``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerofeed.common.errors import ConfigError
+
+__all__ = ["ProducerConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProducerConfig:
+    """How a producer connects and works.
+
+    Attributes:
+        endpoint: the consumer's ZeroMQ endpoint, e.g. ``tcp://trainer:5555``.
+        workers: worker processes, each with its own connection.
+        data_root: folder that relative sample paths resolve against; when set, paths that resolve
+            outside it are refused.
+        plugins: modules that define custom transforms (``ZEROFEED_TRANSFORMS``).
+        prefetch: tasks a worker holds at once (one in progress, the rest queued).
+        heartbeat_interval: seconds between heartbeats to the consumer.
+        reconnect_after: seconds without a word from the consumer before reconnecting.
+        exit_with_parent: stop when standard input closes (used for local producers).
+        name: prefix for the producer's name in logs; default ``host:pid``.
+    """
+
+    endpoint: str
+    workers: int = 1
+    data_root: Path | None = None
+    plugins: tuple[str, ...] = ()
+    prefetch: int = 2
+    heartbeat_interval: float = 1.0
+    reconnect_after: float = 10.0
+    exit_with_parent: bool = False
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if "://" not in self.endpoint:
+            raise ConfigError(
+                f"endpoint {self.endpoint!r} is not a ZeroMQ address; expected e.g. "
+                "tcp://trainer:5555 or ipc:///tmp/zerofeed/feed.sock"
+            )
+        for name, low in (("workers", 1), ("prefetch", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.heartbeat_interval <= 0 or self.reconnect_after <= self.heartbeat_interval:
+            raise ConfigError(
+                "heartbeat_interval must be positive and reconnect_after larger than it, got "
+                f"{self.heartbeat_interval} and {self.reconnect_after}"
+            )
+        if self.data_root is not None and not self.data_root.is_dir():
+            raise ConfigError(f"data root {str(self.data_root)!r} is not a directory")

@@ -1,0 +1,196 @@
+"""Open image files and decode them to upright RGB images, cheaply.
+
+The pieces are small so that :mod:`zerofeed.producer.render` can crop and resize *before* paying for
+a full decode:
+
+1. :func:`open_image` reads the header only (lazy), and rejects decompression bombs;
+2. :func:`exif_orientation` / :func:`oriented_size` give the upright size without decoding;
+3. :func:`draft` asks libjpeg for a reduced-scale decode (1/2, 1/4, 1/8) that is still large enough;
+4. :func:`load_rgb` decodes the first frame and converts any mode to 8-bit RGB;
+5. :func:`to_raw_box` / :func:`orient` move boxes and images between stored and upright orientation.
+
+:func:`decode_rgb` chains them for callers that want the whole upright image.
+
+Colour conversion (:func:`to_rgb`) follows ``keras.utils.load_img``, which calls ``convert("RGB")``:
+**alpha is dropped, not composited** (a transparent pixel keeps the colour stored under it). Two
+cases differ from a plain ``convert``: 16- and 32-bit integer images (``I;16*``, ``I``) are scaled
+to 8 bits by ``value >> 8`` (65535 -> 255, 32768 -> 128) instead of being clipped at 255, and float
+images (``F``) are read as 0..255, rounded and clipped. Animated GIF and WebP files give their
+first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "decode_rgb",
+    "draft",
+    "exif_orientation",
+    "load_rgb",
+    "open_image",
+    "orient",
+    "oriented_size",
+    "to_raw_box",
+    "to_rgb",
+]
+
+_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transpose that makes the stored image upright (index 0 and 1: none).
+_TRANSPOSES: tuple[Image.Transpose | None, ...] = (
+    None,
+    None,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+)
+_WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+_DRAFT_SCALES = (8, 4, 2)
+
+Box = tuple[float, float, float, float]
+
+
+def open_image(source: pathlib.Path | bytes) -> Image.Image:
+    """Open an image lazily: parse its header, decode nothing.
+
+    A path is read into memory first, so no file handle stays open (animated images keep theirs).
+
+    Raises:
+        OSError: the file cannot be read, or ``PIL.UnidentifiedImageError`` (an ``OSError``) when
+            it is not an image Pillow knows.
+        PIL.Image.DecompressionBombError: the image has more than ``PIL.Image.MAX_IMAGE_PIXELS``
+            pixels. Pillow itself only warns between 1x and 2x that limit; here it is an error.
+    """
+    data = source.read_bytes() if isinstance(source, pathlib.Path) else source
+    image = Image.open(io.BytesIO(data))
+    _check_pixels(image)
+    return image
+
+
+def _check_pixels(image: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = image.width * image.height
+    if limit is not None and pixels > limit:
+        raise Image.DecompressionBombError(
+            f"image is {image.width}x{image.height} = {pixels} pixels, more than "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {limit}; raise that limit in the producer if such "
+            "images are expected"
+        )
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an opened image; 1 when absent or invalid."""
+    value = image.getexif().get(_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of the image once turned upright by its EXIF orientation."""
+    width, height = image.size
+    return (height, width) if exif_orientation(image) >= 5 else (width, height)
+
+
+def orient(image: Image.Image, orientation: int) -> Image.Image:
+    """Turn a decoded image upright for the given EXIF orientation (returns it as is for 1)."""
+    method = _TRANSPOSES[orientation]
+    return image if method is None else image.transpose(method)
+
+
+def to_raw_box(box: Box, orientation: int, raw_size: tuple[int, int]) -> Box:
+    """Map a ``(left, top, right, bottom)`` box on the upright image onto the stored image.
+
+    ``raw_size`` is the stored ``(width, height)``. Resizing the stored image over the returned box
+    and then :func:`orient`-ing the result gives the upright crop (orientations 5..8 swap width
+    and height).
+    """
+    left, top, right, bottom = box
+    width, height = raw_size
+    boxes: tuple[Box, ...] = (
+        box,
+        box,
+        (width - right, top, width - left, bottom),
+        (width - right, height - bottom, width - left, height - top),
+        (left, height - bottom, right, height - top),
+        (top, left, bottom, right),
+        (top, height - right, bottom, height - left),
+        (width - bottom, height - right, width - top, height - left),
+        (width - bottom, left, width - top, right),
+    )
+    return boxes[orientation]
+
+
+def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, int]) -> float:
+    """Ask for a reduced-scale JPEG decode that keeps ``region`` at least ``out_size``.
+
+    ``region`` is the ``(width, height)`` of the part of the image that will be resized to
+    ``out_size`` (both in the same orientation). The largest libjpeg scale 1/8, 1/4 or 1/2 is chosen
+    under which the region still has at least ``out_size`` pixels in both dimensions, so the output
+    never loses resolution. Call before the image is loaded; other formats are left alone.
+
+    Returns:
+        The factor from original to decoded coordinates (``1.0`` when nothing changed).
+    """
+    if image.format != "JPEG":
+        return 1.0
+    room = min(region[0] / out_size[0], region[1] / out_size[1])
+    scale = next((s for s in _DRAFT_SCALES if s <= room), 1)
+    if scale == 1:
+        return 1.0
+    width, height = image.size
+    drafted = image.draft(image.mode, (width // scale, height // scale))
+    if drafted is None:
+        return 1.0
+    return drafted[1][2] / width
+
+
+def load_rgb(image: Image.Image) -> Image.Image:
+    """Decode the first frame of an opened image and convert it to 8-bit RGB (:func:`to_rgb`)."""
+    image.load()
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to ``RGB``, dropping alpha like ``keras.utils.load_img`` does.
+
+    ``P`` with a transparency entry goes through ``RGBA``; ``I``/``I;16*`` are scaled by ``>> 8``;
+    ``F`` is rounded and clipped to 0..255; every other mode uses Pillow's ``convert("RGB")``.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _WIDE_INT_MODES:
+        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8
+        return _gray_to_rgb(wide.astype(np.uint8))
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image), nan=0.0, posinf=255.0, neginf=0.0)
+        return _gray_to_rgb(np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8))
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _gray_to_rgb(gray: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(gray)).convert("RGB")
+
+
+def decode_rgb(image: Image.Image, min_size_hint: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an opened image to an upright RGB image.
+
+    Args:
+        image: from :func:`open_image`, not yet loaded.
+        min_size_hint: ``(width, height)`` the upright result must keep at least; when given, a
+            JPEG may be decoded at reduced scale (the result is then smaller than the file's size).
+    """
+    orientation = exif_orientation(image)
+    if min_size_hint is not None:
+        hint = min_size_hint[::-1] if orientation >= 5 else min_size_hint
+        draft(image, (image.width, image.height), (hint[0], hint[1]))
+    return orient(load_rgb(image), orientation)

@@ -1,0 +1,315 @@
+"""The per-sample pipeline: an image file in, an ``(H, W, 3)`` uint8 array out, into a buffer.
+
+Steps, in the fixed order of :mod:`zerofeed.common.transforms`; random numbers are drawn from the
+sample's ``numpy.random.Generator`` in this order and only for enabled transforms, so the same spec
+and generator state give byte-identical pixels on any machine:
+
+1. geometry: a random resized crop box (torchvision's algorithm, on the upright image) or the whole
+   image; then a JPEG decoded at the smallest libjpeg scale that keeps the box at least the output
+   size, and a single antialiased bilinear ``resize(box=...)`` that crops and scales at once.
+   The resize happens on the stored (not yet upright) pixels; only the small result is transposed;
+2. rotation about the centre, bilinear, same size, black fill;
+3. brightness, 4. contrast, 5. saturation (``PIL.ImageEnhance``), factor in ``[1 - x, 1 + x]``;
+6. custom transforms from plugins, in the spec's order;
+7. horizontal then vertical flip, applied by slicing while copying into the output buffer.
+
+Without a crop the whole image is resized to ``image_size`` without keeping its aspect ratio, as
+``keras.utils.image_dataset_from_directory`` does. Alpha is dropped (see
+:mod:`zerofeed.producer.decode`). Every per-file failure becomes a
+:class:`~zerofeed.common.errors.BadSampleError` whose ``kind`` is one of :data:`BAD_SAMPLE_KINDS`.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageEnhance, UnidentifiedImageError
+
+from zerofeed.common.errors import BadSampleError, ConfigError
+from zerofeed.common.transforms import CropSpec, TransformSpec
+from zerofeed.producer import decode
+from zerofeed.producer.plugins import CustomTransform
+
+__all__ = ["BAD_SAMPLE_KINDS", "Renderer", "random_resized_crop"]
+
+BAD_SAMPLE_KINDS = ("missing", "permission", "unreadable", "decode", "too_large", "transform")
+
+# What Pillow's decoders raise on malformed input (beyond the documented OSError family).
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+    struct.error,
+)
+_TOO_LARGE_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+_CROP_ATTEMPTS = 10
+_ENHANCERS = (
+    ("brightness", ImageEnhance.Brightness),
+    ("contrast", ImageEnhance.Contrast),
+    ("saturation", ImageEnhance.Color),
+)
+
+Bound = tuple[str, CustomTransform, Mapping[str, Any]]
+
+
+class Renderer:
+    """Turns one image file into an ``(H, W, 3)`` uint8 array written into a caller's buffer.
+
+    Args:
+        image_size: output ``(height, width)``, as in Keras.
+        spec: the augmentation to apply.
+        transforms: custom transforms by name, from :func:`~zerofeed.producer.plugins.load_plugins`.
+
+    Raises:
+        ConfigError: ``image_size`` is not two positive ints, or ``spec`` names a custom transform
+            that ``transforms`` lacks.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int],
+        spec: TransformSpec,
+        transforms: Mapping[str, CustomTransform] | None = None,
+    ) -> None:
+        self._height, self._width = _check_image_size(image_size)
+        self._spec = spec
+        self._custom = _bind_custom(spec, transforms or {})
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """Output ``(height, width)``."""
+        return (self._height, self._width)
+
+    @property
+    def spec(self) -> TransformSpec:
+        """The augmentation this renderer applies."""
+        return self._spec
+
+    def render_into(self, path: pathlib.Path, rng: np.random.Generator, out: np.ndarray) -> None:
+        """Decode, augment and write one sample into ``out``.
+
+        Args:
+            path: the image file.
+            rng: this sample's generator; it is advanced by the random draws of the pipeline.
+            out: a uint8 array of shape ``(H, W, 3)`` (a view into a batch buffer), overwritten.
+
+        Raises:
+            BadSampleError: the file is missing, not permitted, unreadable, not a decodable image,
+                too large, or a custom transform failed; ``kind`` says which.
+            ConfigError: ``out`` has the wrong shape or dtype (a caller bug, not a bad sample).
+        """
+        self._check_out(out)
+        path = pathlib.Path(path)
+        image = self._geometry(path, _read(path), rng)
+        image = self._photometric(image, rng)
+        pixels = self._apply_custom(path, image, rng)
+        hflip = self._spec.horizontal_flip and rng.random() < 0.5
+        vflip = self._spec.vertical_flip and rng.random() < 0.5
+        np.copyto(out, pixels[:: -1 if vflip else 1, :: -1 if hflip else 1])
+
+    def _check_out(self, out: np.ndarray) -> None:
+        expected = (self._height, self._width, 3)
+        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != expected:
+            got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise ConfigError(
+                f"render_into needs a uint8 array of shape {expected} to write into, got {got}."
+            )
+
+    def _geometry(self, path: pathlib.Path, data: bytes, rng: np.random.Generator) -> Image.Image:
+        try:
+            return self._crop_resize(data, rng)
+        except _TOO_LARGE_ERRORS as exc:
+            raise BadSampleError(str(path), "too_large", str(exc)) from exc
+        except _DECODE_ERRORS as exc:
+            raise BadSampleError(str(path), "decode", _decode_reason(exc, data)) from exc
+
+    def _crop_resize(self, data: bytes, rng: np.random.Generator) -> Image.Image:
+        with decode.open_image(data) as image:
+            orientation = decode.exif_orientation(image)
+            left, top, width, height = self._crop_box(decode.oriented_size(image), rng)
+            upright_box = (left, top, left + width, top + height)
+            box = decode.to_raw_box(upright_box, orientation, image.size)
+            factor = decode.draft(image, (width, height), (self._width, self._height))
+            size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
+            resized = decode.load_rgb(image).resize(
+                size,
+                Image.Resampling.BILINEAR,
+                box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
+                reducing_gap=None,
+            )
+        return decode.orient(resized, orientation)
+
+    def _crop_box(
+        self, size: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[int, int, int, int]:
+        crop = self._spec.random_resized_crop
+        if crop is None:
+            return (0, 0, size[0], size[1])
+        return random_resized_crop(size, crop, rng)
+
+    def _photometric(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if self._spec.rotate > 0:
+            angle = rng.uniform(-self._spec.rotate, self._spec.rotate)
+            image = image.rotate(angle, Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+        for name, enhancer in _ENHANCERS:
+            amount: float = getattr(self._spec, name)
+            if amount > 0:
+                factor = rng.uniform(max(0.0, 1.0 - amount), 1.0 + amount)
+                image = enhancer(image).enhance(factor)
+        return image
+
+    def _apply_custom(
+        self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator
+    ) -> np.ndarray:
+        current: Image.Image | np.ndarray = image
+        for name, fn, params in self._custom:
+            if isinstance(current, np.ndarray):
+                current = Image.fromarray(current)
+            current = self._call_custom(path, name, fn, params, current, rng)
+        if isinstance(current, np.ndarray):
+            return current
+        return np.frombuffer(current.tobytes(), np.uint8).reshape(self._height, self._width, 3)
+
+    def _call_custom(
+        self,
+        path: pathlib.Path,
+        name: str,
+        fn: CustomTransform,
+        params: Mapping[str, Any],
+        image: Image.Image,
+        rng: np.random.Generator,
+    ) -> Image.Image | np.ndarray:
+        try:
+            result = fn(image, rng, **params)
+        except Exception as exc:
+            raise BadSampleError(
+                str(path),
+                "transform",
+                f"custom transform {name!r} raised {type(exc).__name__}: {exc}",
+            ) from exc
+        problem = _result_problem(result, (self._height, self._width))
+        if problem:
+            raise BadSampleError(
+                str(path),
+                "transform",
+                f"custom transform {name!r} returned {problem}; expected a PIL RGB image of size "
+                f"{(self._width, self._height)} or a uint8 array of shape "
+                f"{(self._height, self._width, 3)}",
+            )
+        return result
+
+
+def random_resized_crop(
+    size: tuple[int, int], crop: CropSpec, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params`` on an image of ``size = (width, height)``.
+
+    Up to 10 tries draw an area fraction in ``crop.scale`` and a log-uniform aspect ratio in
+    ``crop.ratio``; the first box that fits gets a uniform position. Otherwise the largest centred
+    box with the aspect ratio clamped to ``crop.ratio``.
+
+    Returns:
+        ``(left, top, width, height)`` in pixels.
+    """
+    width, height = size
+    area = width * height
+    log_lo, log_hi = math.log(crop.ratio[0]), math.log(crop.ratio[1])
+    for _ in range(_CROP_ATTEMPTS):
+        target_area = area * rng.uniform(crop.scale[0], crop.scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return (left, top, w, h)
+    return _center_crop(width, height, crop.ratio)
+
+
+def _center_crop(width: int, height: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    in_ratio = width / height
+    w, h = width, height
+    if in_ratio < ratio[0]:
+        h = round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        w = round(h * ratio[1])
+    return ((width - w) // 2, (height - h) // 2, w, h)
+
+
+def _read(path: pathlib.Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BadSampleError(str(path), "missing", f"no such file ({exc.strerror})") from exc
+    except PermissionError as exc:
+        raise BadSampleError(
+            str(path),
+            "permission",
+            f"permission denied ({exc.strerror}); make it readable by the producer's user",
+        ) from exc
+    except OSError as exc:
+        raise BadSampleError(
+            str(path), "unreadable", f"cannot read the file ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _decode_reason(exc: BaseException, data: bytes) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return (
+            f"not an image Pillow can identify ({len(data)} bytes, starting {data[:16]!r}); "
+            "formats read include JPEG, PNG, GIF, WebP, TIFF and BMP"
+        )
+    return f"cannot decode the image ({type(exc).__name__}: {exc})"
+
+
+def _result_problem(result: object, size_hw: tuple[int, int]) -> str | None:
+    height, width = size_hw
+    if isinstance(result, Image.Image):
+        if result.mode == "RGB" and result.size == (width, height):
+            return None
+        return f"a PIL image of mode {result.mode!r} and size {result.size}"
+    if isinstance(result, np.ndarray):
+        if result.dtype == np.uint8 and result.shape == (height, width, 3):
+            return None
+        return f"an array of dtype {result.dtype} and shape {result.shape}"
+    return f"a {type(result).__name__}"
+
+
+def _check_image_size(image_size: object) -> tuple[int, int]:
+    if isinstance(image_size, tuple | list) and len(image_size) == 2:
+        height, width = image_size
+        if _positive_int(height) and _positive_int(width):
+            return (height, width)
+    raise ConfigError(
+        f"image_size must be (height, width) with two positive ints, got {image_size!r}; "
+        "e.g. image_size=(224, 224)."
+    )
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _bind_custom(
+    spec: TransformSpec, transforms: Mapping[str, CustomTransform]
+) -> tuple[Bound, ...]:
+    missing = [name for name in spec.plugin_names if name not in transforms]
+    if missing:
+        loaded = ", ".join(sorted(transforms)) or "none"
+        raise ConfigError(
+            f"The augment spec uses custom transform(s) {missing!r}, which no loaded plugin "
+            f"defines (loaded: {loaded}). Start the producer with --plugin MODULE, naming the "
+            f"module whose ZEROFEED_TRANSFORMS defines them."
+        )
+    return tuple((name, transforms[name], params) for name, params in spec.custom)

@@ -7,6 +7,7 @@ horizontal gradient and a little seeded noise: orientation, crops and flips all 
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,15 +34,15 @@ _FORMATS = {
 def pattern(size: tuple[int, int], *, seed: int = 0) -> np.ndarray:
     """The upright test picture as an ``(h, w, 3)`` uint8 array for ``size = (w, h)``."""
     width, height = size
-    picture = np.empty((height, width, 3), np.int16)
+    picture = np.empty((height, width, 3), np.int64)
     top, left = slice(0, height // 2), slice(0, width // 2)
     bottom, right = slice(height // 2, height), slice(width // 2, width)
     picture[top, left] = QUADRANTS["top_left"]
     picture[top, right] = QUADRANTS["top_right"]
     picture[bottom, left] = QUADRANTS["bottom_left"]
     picture[bottom, right] = QUADRANTS["bottom_right"]
-    picture += (np.arange(width, dtype=np.int16) * 40 // max(width, 1))[None, :, None]
-    picture += np.random.default_rng(seed).integers(0, 15, picture.shape, dtype=np.int16)
+    picture += (np.arange(width) * 40 // max(width, 1))[None, :, None]
+    picture += np.random.default_rng(seed).integers(0, 15, picture.shape)
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 
@@ -66,7 +67,7 @@ def format_of(path: pathlib.Path) -> str:
 
 
 def save(
-    image: Image.Image, path: pathlib.Path, fmt: str | None = None, **params: object
+    image: Image.Image, path: pathlib.Path, fmt: str | None = None, **params: Any
 ) -> pathlib.Path:
     """Save ``image`` to ``path`` (format from the suffix unless ``fmt``) and return ``path``."""
     image.save(path, fmt or format_of(path), **params)
@@ -92,7 +93,7 @@ def write_image(
     stored = stored_for_orientation(upright, exif_orientation or 1)
     image = Image.fromarray(stored).convert(mode)
     fmt = fmt or format_of(path)
-    params: dict[str, object] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if exif_orientation is not None:
         exif = Image.Exif()
         exif[_ORIENTATION_TAG] = exif_orientation
@@ -105,7 +106,7 @@ def write_animated(
 ) -> pathlib.Path:
     """Write an animated GIF or WebP whose frames are solid ``colours``."""
     frames = [Image.new("RGB", size, colour) for colour in colours]
-    params: dict[str, object] = {"lossless": True} if path.suffix == ".webp" else {}
+    params: dict[str, Any] = {"lossless": True} if path.suffix == ".webp" else {}
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **params)
     return path
 

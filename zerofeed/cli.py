@@ -29,3 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sample_main(args)
     sys.stderr.write(_USAGE)
     return 0 if command in ("-h", "--help") else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,7 @@ import re
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -81,9 +82,9 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @property
+    @cached_property
     def num_classes(self) -> int | None:
-        """``len(class_names)``, else the largest class index + 1, else ``None``."""
+        """``len(class_names)``, else the largest class index + 1, else ``None`` (computed once)."""
         if self.class_names is not None:
             return len(self.class_names)
         if self.label_kind == "class" and self.labels is not None and len(self.labels):
@@ -181,6 +182,17 @@ def _check_consistent(m: Manifest) -> None:
         )
     if m.labels is not None and len(m.labels) != len(m.paths):
         raise ManifestError(f"{len(m.paths)} paths but {len(m.labels)} labels; they must match.")
+    if m.class_names is not None and not _are_class_indices(m.labels, len(m.class_names)):
+        raise ManifestError(
+            f"class_names has {len(m.class_names)} names, but the labels are not class "
+            f"indices in [0, {len(m.class_names)}); pass class_names=None or fix the labels."
+        )
+
+
+def _are_class_indices(labels: np.ndarray | None, num_classes: int) -> bool:
+    if labels is None or labels.ndim != 1 or labels.dtype != np.int64:
+        return False
+    return not len(labels) or (labels.min() >= 0 and labels.max() < num_classes)
 
 
 def _one_hot(class_indices: np.ndarray, num_classes: int) -> np.ndarray:

@@ -112,6 +112,9 @@ class FeedSequence(keras.utils.PyDataset):
         self._augment_wire = self._spec.to_wire()
         self._plans: dict[int, EpochPlan] = {}
         self._epoch = 0
+        self._pending_ends = 0
+        self._keras_epochs = False
+        self._in_epoch = False
         self._slots: dict[int, int] = {}
         self._skip_seen: set[tuple[int, int]] = set()
         self._skipped: list[SkippedSample] = []
@@ -163,18 +166,44 @@ class FeedSequence(keras.utils.PyDataset):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
         index %= len(self)
         with self._state_lock:
+            self._apply_epoch_end()
             epoch = self._epoch
             slot = self._slots.setdefault(index, len(self._slots))
         batch = self._dispatcher.get((epoch, slot), timeout=self.timeout)
         return self._deliver(batch)
 
-    def on_epoch_end(self) -> None:
-        """Move to the next epoch (a new shuffle and new augmentation draws)."""
+    def on_epoch_begin(self) -> None:
+        """Called by Keras at the start of every epoch of ``fit``/``evaluate``."""
         with self._state_lock:
-            self._epoch += 1
+            if not self._keras_epochs:
+                # Keras calls on_epoch_end once before its first epoch (its iterator's reset);
+                # that call did not end an epoch.
+                self._keras_epochs = True
+                self._pending_ends = 0
+            self._in_epoch = True
+
+    def on_epoch_end(self) -> None:
+        """Move to the next epoch (a new shuffle and new augmentation draws).
+
+        Under Keras, only the end of an epoch that began counts: the extra calls Keras makes when
+        it resets its iterator (before ``fit``, before each ``evaluate``) change nothing. The
+        next epoch's first batches are already being made, so the move costs nothing.
+        """
+        with self._state_lock:
+            if self._keras_epochs and not self._in_epoch:
+                return
+            self._in_epoch = False
+            self._pending_ends += 1
+            if self._keras_epochs:
+                self._apply_epoch_end()
+
+    def _apply_epoch_end(self) -> None:
+        """Apply pending epoch ends (called with the state lock held)."""
+        if self._pending_ends:
+            self._epoch += self._pending_ends
+            self._pending_ends = 0
             self._slots.clear()
-            epoch = self._epoch
-        self._dispatcher.advance_epoch(epoch)
+            self._dispatcher.advance_epoch(self._epoch)
 
     # -- public extras ---------------------------------------------------------------------------
 
@@ -186,7 +215,8 @@ class FeedSequence(keras.utils.PyDataset):
     @property
     def epoch(self) -> int:
         """The current epoch (0 before the first ``on_epoch_end``)."""
-        return self._epoch
+        with self._state_lock:
+            return self._epoch + self._pending_ends
 
     @property
     def class_names(self) -> tuple[str, ...] | None:
@@ -212,7 +242,7 @@ class FeedSequence(keras.utils.PyDataset):
                     n for kind, n in self._dispatcher.rejected.items() if ":" not in kind
                 ),
                 peak_outstanding=counters.peak_outstanding,
-                epoch=self._epoch,
+                epoch=self.epoch,
             )
 
     def close(self) -> None:

@@ -136,7 +136,8 @@ def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, 
     never loses resolution. Call before the image is loaded; other formats are left alone.
 
     Returns:
-        The factor from original to decoded coordinates (``1.0`` when nothing changed).
+        The factor from original to decoded coordinates: ``1 / scale`` (``1.0`` when nothing
+        changed). The decoded size is the original divided by ``scale``, rounded up.
     """
     if image.format != "JPEG":
         return 1.0
@@ -148,7 +149,9 @@ def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, 
     drafted = image.draft(image.mode, (width // scale, height // scale))
     if drafted is None:
         return 1.0
-    return drafted[1][2] / width
+    # Pillow maps the original onto (0, 0, width / scale, height / scale) of the drafted image;
+    # 1 / scale is a power of two, so scaled box edges stay exact and within the decoded size.
+    return 1.0 / round(width / drafted[1][2])
 
 
 def load_rgb(image: Image.Image) -> Image.Image:

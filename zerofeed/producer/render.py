@@ -39,8 +39,10 @@ __all__ = ["BAD_SAMPLE_KINDS", "Renderer", "random_resized_crop"]
 
 BAD_SAMPLE_KINDS = ("missing", "permission", "unreadable", "decode", "too_large", "transform")
 
-# What Pillow's decoders raise on malformed input (beyond the documented OSError family).
+# What Pillow's decoders raise on malformed input (beyond the documented OSError family), and
+# its corrupt-data warnings where warnings are turned into errors.
 _DECODE_ERRORS = (
+    UserWarning,
     OSError,
     SyntaxError,
     EOFError,
@@ -73,6 +75,9 @@ class Renderer:
     Raises:
         ConfigError: ``image_size`` is not two positive ints, or ``spec`` names a custom transform
             that ``transforms`` lacks.
+
+    A renderer holds no state between samples: one can serve several threads, as long as each
+    sample has its own generator and output buffer.
     """
 
     def __init__(
@@ -241,9 +246,9 @@ def _center_crop(width: int, height: int, ratio: tuple[float, float]) -> tuple[i
     in_ratio = width / height
     w, h = width, height
     if in_ratio < ratio[0]:
-        h = round(w / ratio[0])
+        h = max(1, round(w / ratio[0]))
     elif in_ratio > ratio[1]:
-        w = round(h * ratio[1])
+        w = max(1, round(h * ratio[1]))
     return ((width - w) // 2, (height - h) // 2, w, h)
 
 

@@ -34,8 +34,9 @@ TRAINER = textwrap.dedent(
 
 def start_trainer(manifest: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """A training process that has received its first batch; returns it and its descendants."""
-    trainer = subprocess.Popen([sys.executable, "-c", TRAINER, str(manifest)],
-                               stdout=subprocess.PIPE, text=True)
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", TRAINER, str(manifest)], stdout=subprocess.PIPE, text=True
+    )
     assert trainer.stdout is not None
     assert trainer.stdout.readline().strip() == "serving"
     tree = psutil.Process(trainer.pid).children(recursive=True)
@@ -68,11 +69,11 @@ def test_close_stops_everything_and_is_idempotent(id_dataset: Path) -> None:
 
 
 def test_exception_inside_with_block_stops_everything(id_dataset: Path) -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with FeedSequence(id_dataset, batch_size=10, image_size=ID_SIZE, local_producers=1) as f:
-            f[0]
-            tree = descendants()
-            raise RuntimeError("boom")
+    feed = FeedSequence(id_dataset, batch_size=10, image_size=ID_SIZE, local_producers=1)
+    with pytest.raises(RuntimeError, match="boom"), feed:
+        feed[0]
+        tree = descendants()
+        raise RuntimeError("boom")
     assert not wait_for_exit(tree)
 
 
@@ -86,8 +87,9 @@ def test_forgotten_feed_is_cleaned_up_at_interpreter_exit(id_dataset: Path) -> N
         print(feed.endpoint)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip().removeprefix("ipc://")).parent
     assert not folder.exists()
@@ -100,5 +102,7 @@ def test_local_producers_are_spawned_in_their_own_session(id_dataset: Path) -> N
             assert os.getsid(child.pid) != os.getsid(0)
             command = " ".join(child.cmdline())
             # A fresh interpreter each: the supervisor, and workers started by spawn, not fork.
-            assert any(part in command for part in ("-m zerofeed.producer", "spawn_main",
-                                                    "resource_tracker")), command
+            assert any(
+                part in command
+                for part in ("-m zerofeed.producer", "spawn_main", "resource_tracker")
+            ), command

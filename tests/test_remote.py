@@ -23,8 +23,9 @@ pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 def producer(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """A `zerofeed producer` process, stopped with SIGTERM (as `docker stop` does) at the end."""
     command = [sys.executable, "-m", "zerofeed", "producer", *args]
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})},
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True
+    )
     try:
         yield process
     finally:
@@ -38,11 +39,19 @@ def producer(*args: str, env: dict[str, str] | None = None) -> Iterator[subproce
 
 
 def test_remote_producers_over_tcp_exactly_once(id_dataset: Path) -> None:
-    with FeedSequence(id_dataset, batch_size=9, image_size=ID_SIZE, seed=2,
-                      bind="tcp://127.0.0.1:0", local_producers=0, timeout=60) as seq:
+    with FeedSequence(
+        id_dataset,
+        batch_size=9,
+        image_size=ID_SIZE,
+        seed=2,
+        bind="tcp://127.0.0.1:0",
+        local_producers=0,
+        timeout=60,
+    ) as seq:
         assert seq.endpoint.startswith("tcp://127.0.0.1:") and not seq.endpoint.endswith(":0")
-        with producer("--connect", seq.endpoint, "--workers", "2",
-                      "--data-root", str(id_dataset.parent)):
+        with producer(
+            "--connect", seq.endpoint, "--workers", "2", "--data-root", str(id_dataset.parent)
+        ):
             for _ in range(2):
                 rows = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
                 assert Counter(rows) == Counter(range(100))
@@ -55,29 +64,55 @@ def test_producer_started_first_takes_settings_from_environment(
 ) -> None:
     """A producer may start before the consumer exists, configured only by ZEROFEED_* variables."""
     endpoint = f"ipc://{tmp_path}/feed.sock"
-    env = {"ZEROFEED_CONNECT": endpoint, "ZEROFEED_WORKERS": "1",
-           "ZEROFEED_DATA_ROOT": str(id_dataset.parent)}
+    env = {
+        "ZEROFEED_CONNECT": endpoint,
+        "ZEROFEED_WORKERS": "1",
+        "ZEROFEED_DATA_ROOT": str(id_dataset.parent),
+    }
     with producer(env=env):
-        with FeedSequence(id_dataset, batch_size=50, image_size=ID_SIZE, bind=endpoint,
-                          local_producers=0, timeout=60) as seq:
+        with FeedSequence(
+            id_dataset,
+            batch_size=50,
+            image_size=ID_SIZE,
+            bind=endpoint,
+            local_producers=0,
+            timeout=60,
+        ) as seq:
             assert sorted(ids_of(seq[0][0]) + ids_of(seq[1][0])) == list(range(100))
         # The same producer serves the next consumer once the first is gone.
-        with FeedSequence(id_dataset, batch_size=100, image_size=ID_SIZE, bind=endpoint,
-                          local_producers=0, timeout=60) as seq:
+        with FeedSequence(
+            id_dataset,
+            batch_size=100,
+            image_size=ID_SIZE,
+            bind=endpoint,
+            local_producers=0,
+            timeout=60,
+        ) as seq:
             assert sorted(ids_of(seq[0][0])) == list(range(100))
 
 
 def test_producer_cli_rejects_bad_settings_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "zerofeed.producer", "--connect", "localhost:5555"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "not a ZeroMQ address" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "zerofeed.producer", "--connect", "tcp://127.0.0.1:1",
-         "--data-root", str(tmp_path / "missing")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "zerofeed.producer",
+            "--connect",
+            "tcp://127.0.0.1:1",
+            "--data-root",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "is not a directory" in result.stderr
 
@@ -85,7 +120,10 @@ def test_producer_cli_rejects_bad_settings_clearly(tmp_path: Path) -> None:
 def test_no_producer_gives_a_clear_timeout(id_dataset: Path) -> None:
     from zerofeed.common.errors import FeedTimeoutError
 
-    with FeedSequence(id_dataset, batch_size=10, bind="tcp://127.0.0.1:0", local_producers=0,
-                      timeout=0.5) as seq:
-        with pytest.raises(FeedTimeoutError, match="no producer is connected.*zerofeed producer"):
-            seq[0]
+    with (
+        FeedSequence(
+            id_dataset, batch_size=10, bind="tcp://127.0.0.1:0", local_producers=0, timeout=0.5
+        ) as seq,
+        pytest.raises(FeedTimeoutError, match=r"no producer is connected.*zerofeed producer"),
+    ):
+        seq[0]

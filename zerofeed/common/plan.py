@@ -46,6 +46,8 @@ class EpochPlan:
     def batch(self, index: int) -> np.ndarray:
         """Manifest rows of batch ``index`` (int64 array)."""
         if not 0 <= index < len(self):
-            raise IndexError(f"batch index {index} out of range for an epoch of {len(self)} batches")
+            raise IndexError(
+                f"batch index {index} out of range for an epoch of {len(self)} batches"
+            )
         start = index * self.batch_size
         return self._order[start : start + self.batch_size]

@@ -10,7 +10,7 @@ validates everything before anything is used: types, ranges, sizes. No pickle, n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,23 +123,41 @@ def encode(message: Message) -> list[Any]:
     header: dict[str, Any] = {"v": PROTOCOL_VERSION}
     match message:
         case Hello():
-            header |= {"t": "hello", "producer": message.producer, "credits": message.credits,
-                       "transforms": list(message.transforms)}
+            header |= {
+                "t": "hello",
+                "producer": message.producer,
+                "credits": message.credits,
+                "transforms": list(message.transforms),
+            }
         case Welcome():
-            header |= {"t": "welcome", "session": message.session,
-                       "heartbeat_interval": message.heartbeat_interval}
+            header |= {
+                "t": "welcome",
+                "session": message.session,
+                "heartbeat_interval": message.heartbeat_interval,
+            }
         case Heartbeat():
             header["t"] = "heartbeat"
         case Unknown():
             header["t"] = "unknown"
         case Task():
-            header |= {"t": "task", "id": message.task_id, "epoch": message.epoch,
-                       "batch": message.batch, "seed": message.seed,
-                       "size": list(message.image_size), "dtype": message.dtype,
-                       "augment": message.augment, "samples": [list(s) for s in message.samples]}
+            header |= {
+                "t": "task",
+                "id": message.task_id,
+                "epoch": message.epoch,
+                "batch": message.batch,
+                "seed": message.seed,
+                "size": list(message.image_size),
+                "dtype": message.dtype,
+                "augment": message.augment,
+                "samples": [list(s) for s in message.samples],
+            }
         case Result():
-            header |= {"t": "result", "id": message.task_id, "count": message.count,
-                       "skipped": [[s.index, s.kind, s.reason] for s in message.skipped]}
+            header |= {
+                "t": "result",
+                "id": message.task_id,
+                "count": message.count,
+                "skipped": [[s.index, s.kind, s.reason] for s in message.skipped],
+            }
             return [msgpack.packb(header), message.images]
         case Bye():
             header |= {"t": "bye", "returned": list(message.returned)}
@@ -156,15 +174,12 @@ def decode(frames: Sequence[Any]) -> Message:
         raise ProtocolError("empty message: expected a msgpack header frame")
     header = _unpack_header(frames[0])
     kind = header.get("t")
-    parse = _PARSERS.get(kind) if isinstance(kind, str) else None
-    if parse is None:
+    if not isinstance(kind, str) or kind not in _PARSERS:
         raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(_PARSERS)}")
     expected_frames = 2 if kind == "result" else 1
     if len(frames) != expected_frames:
-        raise ProtocolError(
-            f"a {kind!r} message has {expected_frames} frame(s), got {len(frames)}"
-        )
-    return parse(_Fields(kind, header), frames[1:])
+        raise ProtocolError(f"a {kind!r} message has {expected_frames} frame(s), got {len(frames)}")
+    return _PARSERS[kind](_Fields(kind, header), frames[1:])
 
 
 def _unpack_header(frame: Any) -> dict[str, Any]:
@@ -202,7 +217,7 @@ class _Fields:
         value = repr(self.header.get(name))[:80]
         return ProtocolError(f"{self.kind!r} field {name!r} must be {expected}, got {value}")
 
-    def int(self, name: str, *, low: int = 0, high: int = _MAX_ID) -> int:
+    def integer(self, name: str, *, low: int = 0, high: int = _MAX_ID) -> int:
         value = self._get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self._fail(name, f"an integer in [{low}, {high}]")
@@ -210,7 +225,11 @@ class _Fields:
 
     def number(self, name: str, *, low: float, high: float) -> float:
         value = self._get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
             raise self._fail(name, f"a number in [{low}, {high}]")
         return float(value)
 
@@ -220,7 +239,7 @@ class _Fields:
             raise self._fail(name, f"a string of at most {_MAX_TEXT} characters")
         return value
 
-    def list(self, name: str, *, limit: int = _MAX_SAMPLES) -> list[Any]:
+    def items(self, name: str, *, limit: int = _MAX_SAMPLES) -> list[Any]:
         value = self._get(name)
         if not isinstance(value, list) or len(value) > limit:
             raise self._fail(name, f"a list of at most {limit} items")
@@ -242,16 +261,21 @@ def _is_index(value: object) -> bool:
 
 
 def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
-    transforms = f.list("transforms", limit=256)
+    transforms = f.items("transforms", limit=256)
     if not all(_is_text(name) for name in transforms):
         raise f._fail("transforms", "a list of transform names")
-    return Hello(producer=f.text("producer"), credits=f.int("credits", low=1, high=1024),
-                 transforms=tuple(transforms))
+    return Hello(
+        producer=f.text("producer"),
+        credits=f.integer("credits", low=1, high=1024),
+        transforms=tuple(transforms),
+    )
 
 
 def _welcome(f: _Fields, _: Sequence[Any]) -> Welcome:
-    return Welcome(session=f.text("session"),
-                   heartbeat_interval=f.number("heartbeat_interval", low=0.01, high=3600))
+    return Welcome(
+        session=f.text("session"),
+        heartbeat_interval=f.number("heartbeat_interval", low=0.01, high=3600),
+    )
 
 
 def _heartbeat(f: _Fields, _: Sequence[Any]) -> Heartbeat:
@@ -263,42 +287,56 @@ def _unknown(f: _Fields, _: Sequence[Any]) -> Unknown:
 
 
 def _task(f: _Fields, _: Sequence[Any]) -> Task:
-    size = f.list("size", limit=2)
+    size = f.items("size", limit=2)
     if len(size) != 2 or not all(_is_index(side) and 1 <= side <= _MAX_SIDE for side in size):
         raise f._fail("size", f"[height, width] with sides in [1, {_MAX_SIDE}]")
     dtype = f.text("dtype")
     if dtype not in DTYPES:
         raise f._fail("dtype", f"one of {DTYPES}")
-    samples = f.list("samples")
+    samples = f.items("samples")
     if not samples or not all(
         isinstance(s, list) and len(s) == 2 and _is_index(s[0]) and _is_text(s[1]) for s in samples
     ):
         raise f._fail("samples", "a non-empty list of [manifest row, path] pairs")
-    return Task(task_id=f.int("id"), epoch=f.int("epoch"), batch=f.int("batch"),
-                seed=f.int("seed", high=2**64 - 1), image_size=(size[0], size[1]), dtype=dtype,
-                augment=f.map("augment"), samples=tuple((s[0], s[1]) for s in samples))
+    return Task(
+        task_id=f.integer("id"),
+        epoch=f.integer("epoch"),
+        batch=f.integer("batch"),
+        seed=f.integer("seed", high=2**64 - 1),
+        image_size=(size[0], size[1]),
+        dtype=dtype,
+        augment=f.map("augment"),
+        samples=tuple((s[0], s[1]) for s in samples),
+    )
 
 
 def _result(f: _Fields, data: Sequence[Any]) -> Result:
-    skipped = f.list("skipped")
+    skipped = f.items("skipped")
     if not all(
-        isinstance(s, list) and len(s) == 3 and _is_index(s[0]) and _is_text(s[1]) and _is_text(s[2])
+        isinstance(s, list)
+        and len(s) == 3
+        and _is_index(s[0])
+        and _is_text(s[1])
+        and _is_text(s[2])
         for s in skipped
     ):
         raise f._fail("skipped", "a list of [manifest row, kind, reason] triples")
-    return Result(task_id=f.int("id"), count=f.int("count", high=_MAX_SAMPLES),
-                  skipped=tuple(Skipped(index=s[0], kind=s[1], reason=s[2]) for s in skipped),
-                  images=data[0])
+    return Result(
+        task_id=f.integer("id"),
+        count=f.integer("count", high=_MAX_SAMPLES),
+        skipped=tuple(Skipped(index=s[0], kind=s[1], reason=s[2]) for s in skipped),
+        images=data[0],
+    )
 
 
 def _bye(f: _Fields, _: Sequence[Any]) -> Bye:
-    returned = f.list("returned")
+    returned = f.items("returned")
     if not all(_is_index(task_id) for task_id in returned):
         raise f._fail("returned", "a list of task ids")
     return Bye(returned=tuple(returned))
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[_Fields, Sequence[Any]], Message]] = {
     "hello": _hello,
     "welcome": _welcome,
     "heartbeat": _heartbeat,

@@ -167,7 +167,11 @@ def _interval(value: object, name: str, *, lowest: float, highest: float) -> tup
         raise ConfigError(f"{where} must be a pair [lo, hi], got {value!r}.")
     lo, hi = value
     for bound in (lo, hi):
-        if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, int | float)
+            or not math.isfinite(bound)
+        ):
             raise ConfigError(f"{where} must hold two finite numbers, got {value!r}.")
     if not lowest < lo <= hi <= highest:
         limit = "1" if highest == 1.0 else "infinity"

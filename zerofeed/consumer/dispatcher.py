@@ -8,6 +8,7 @@ credits allow, renews leases on heartbeats and re-issues the tasks of producers 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
@@ -167,15 +169,15 @@ class Dispatcher:
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
-            raise ZerofeedError(f"the zerofeed I/O thread failed: {self._failure!r}") from self._failure
+            raise ZerofeedError(
+                f"the zerofeed I/O thread failed: {self._failure!r}"
+            ) from self._failure
         if self._closing:
             raise ZerofeedError("the FeedSequence was closed while waiting for a batch")
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full pipe: already signalled; closed: closing
             os.write(self._wake_write, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already signalled, or closing
 
     # -- the I/O thread --------------------------------------------------------------------------
 
@@ -225,7 +227,9 @@ class Dispatcher:
             if not isinstance(message, Bye):
                 self._send(identity, encode(Unknown()))
             if isinstance(message, Result):
-                self._reject(identity, "unknown_sender", ProtocolError("result from an unknown sender"))
+                self._reject(
+                    identity, "unknown_sender", ProtocolError("result from an unknown sender")
+                )
             return
         if isinstance(message, Heartbeat):
             self._send(identity, encode(Heartbeat()))
@@ -235,22 +239,33 @@ class Dispatcher:
             with self._lock:
                 producer = self._scheduler.goodbye(identity)
             if producer is not None:
-                log.info("producer %s left (%d connected)", producer.name, len(self._scheduler.producers))
+                log.info(
+                    "producer %s left (%d connected)", producer.name, len(self._scheduler.producers)
+                )
         else:
-            self._reject(identity, "wrong_direction",
-                         ProtocolError(f"{type(message).__name__} is sent by consumers, not producers"))
+            self._reject(
+                identity,
+                "wrong_direction",
+                ProtocolError(f"{type(message).__name__} is sent by consumers, not producers"),
+            )
 
     def _on_hello(self, identity: bytes, hello: Hello, now: float) -> None:
         with self._lock:
             producer = self._scheduler.hello(identity, hello, now)
             connected = len(self._scheduler.producers)
-        self._send(identity, encode(Welcome(session=self.session,
-                                            heartbeat_interval=self._settings.heartbeat_interval)))
+        self._send(
+            identity,
+            encode(
+                Welcome(session=self.session, heartbeat_interval=self._settings.heartbeat_interval)
+            ),
+        )
         log.info("producer %s connected (%d connected)", producer.name, connected)
         if not producer.capable:
             log.warning(
                 "producer %s lacks custom transform(s) %s and gets no tasks; start it with "
-                "--plugin MODULE for the module(s) that define them", producer.name, hello.transforms
+                "--plugin MODULE for the module(s) that define them",
+                producer.name,
+                hello.transforms,
             )
 
     def _on_result(self, identity: bytes, result: Result) -> None:
@@ -275,7 +290,8 @@ class Dispatcher:
             for producer in self._scheduler.expire(time.monotonic()):
                 log.warning(
                     "producer %s silent for more than its lease; %d task(s) re-issued to others",
-                    producer.name, len(producer.tasks),
+                    producer.name,
+                    len(producer.tasks),
                 )
             leases = self._scheduler.assign()
         for lease in leases:
@@ -283,7 +299,7 @@ class Dispatcher:
                 with self._lock:
                     self._scheduler.goodbye(lease.producer)
 
-    def _send(self, identity: bytes, frames: list[object]) -> bool:
+    def _send(self, identity: bytes, frames: list[Any]) -> bool:
         try:
             self._socket.send_multipart([identity, *frames], zmq.NOBLOCK)
             return True

@@ -8,6 +8,7 @@ end of file means "the parent is gone".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -50,8 +51,13 @@ class LocalProducers:
         plugins: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
     ) -> None:
-        launch = _Launch(endpoint=endpoint, workers=workers, data_root=data_root, plugins=plugins,
-                         heartbeat_interval=heartbeat_interval)
+        launch = _Launch(
+            endpoint=endpoint,
+            workers=workers,
+            data_root=data_root,
+            plugins=plugins,
+            heartbeat_interval=heartbeat_interval,
+        )
         self._process = subprocess.Popen(
             _command(launch),
             stdin=subprocess.PIPE,
@@ -64,10 +70,8 @@ class LocalProducers:
         """Stop the producers: close their stdin (graceful), then SIGTERM, then SIGKILL the group."""
         process = self._process
         if process.poll() is None and process.stdin is not None:
-            try:
+            with contextlib.suppress(OSError):
                 process.stdin.close()
-            except OSError:
-                pass
         try:
             process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -83,21 +87,26 @@ class LocalProducers:
             process.stdin.close()
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _command(launch: _Launch) -> list[str]:
     verbose = logging.getLogger("zerofeed").isEnabledFor(logging.DEBUG)
     command = [
-        sys.executable, "-m", "zerofeed.producer",
-        "--connect", launch.endpoint,
-        "--workers", str(launch.workers),
-        "--heartbeat-interval", str(launch.heartbeat_interval),
-        "--log-level", "DEBUG" if verbose else "WARNING",
-        "--name", f"local:{os.getpid()}",
+        sys.executable,
+        "-m",
+        "zerofeed.producer",
+        "--connect",
+        launch.endpoint,
+        "--workers",
+        str(launch.workers),
+        "--heartbeat-interval",
+        str(launch.heartbeat_interval),
+        "--log-level",
+        "DEBUG" if verbose else "WARNING",
+        "--name",
+        f"local:{os.getpid()}",
         "--exit-with-parent",
     ]
     if launch.data_root is not None:

@@ -180,7 +180,9 @@ class Scheduler:
         while self._cursor[0] <= self.epoch + 1:
             key = self._cursor
             epoch, batch = key
-            self._cursor = (epoch, batch + 1) if batch + 1 < len(self._plan_for(epoch)) else (epoch + 1, 0)
+            self._cursor = (
+                (epoch, batch + 1) if batch + 1 < len(self._plan_for(epoch)) else (epoch + 1, 0)
+            )
             if self._wanted(key):
                 return key
         return None
@@ -206,7 +208,9 @@ class Scheduler:
         )
 
     def _lease(self, key: Key, producer: ProducerInfo) -> Lease:
-        lease = Lease(self._next_task_id, key, self._plan_for(key[0]).batch(key[1]), producer.identity)
+        lease = Lease(
+            self._next_task_id, key, self._plan_for(key[0]).batch(key[1]), producer.identity
+        )
         self._next_task_id += 1
         self._leases[lease.task_id] = lease
         self._issued[key] = lease.task_id
@@ -246,8 +250,12 @@ class Scheduler:
 
     def _validate(self, lease: Lease, result: Result) -> ReadyBatch:
         skipped_rows = [s.index for s in result.skipped]
-        if len(set(skipped_rows)) != len(skipped_rows) or not set(skipped_rows) <= set(lease.rows.tolist()):
-            raise ProtocolError(f"result for task {lease.task_id} skips rows that are not in the task")
+        if len(set(skipped_rows)) != len(skipped_rows) or not set(skipped_rows) <= set(
+            lease.rows.tolist()
+        ):
+            raise ProtocolError(
+                f"result for task {lease.task_id} skips rows that are not in the task"
+            )
         expected = len(lease.rows) - len(skipped_rows)
         if result.count != expected:
             raise ProtocolError(

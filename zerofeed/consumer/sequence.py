@@ -95,9 +95,16 @@ class FeedSequence(keras.utils.PyDataset):
         wait_log_interval: float = 10.0,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
-        _check_settings(batch_size=batch_size, image_size=image_size, dtype=dtype,
-                        max_queue_size=max_queue_size, on_error=on_error, timeout=timeout,
-                        lease_timeout=lease_timeout, heartbeat_interval=heartbeat_interval)
+        _check_settings(
+            batch_size=batch_size,
+            image_size=image_size,
+            dtype=dtype,
+            max_queue_size=max_queue_size,
+            on_error=on_error,
+            timeout=timeout,
+            lease_timeout=lease_timeout,
+            heartbeat_interval=heartbeat_interval,
+        )
         self.manifest: Manifest = load_manifest(source)
         validate_label_mode(label_mode, self.manifest)
         self._spec = parse_augment(augment)
@@ -123,23 +130,34 @@ class FeedSequence(keras.utils.PyDataset):
         self._closed = False
         workers = _resolve_local_producers(local_producers)
         self._private_dir = tempfile.mkdtemp(prefix="zerofeed-") if bind is None else None
-        endpoint = private_endpoint(self._private_dir) if self._private_dir else validate_bind(bind)
+        endpoint = (
+            validate_bind(bind) if bind is not None else private_endpoint(str(self._private_dir))
+        )
         self._dispatcher = Dispatcher(
-            DispatcherSettings(bind=endpoint, max_message_size=self._max_message_size(),
-                               heartbeat_interval=heartbeat_interval,
-                               wait_log_interval=wait_log_interval),
-            Scheduler(plan_for=self._plan, max_queue_size=max_queue_size,
-                      lease_timeout=lease_timeout,
-                      required_transforms=frozenset(self._spec.plugin_names),
-                      image_shape=(*self.image_size, 3), dtype=np.dtype(dtype)),
+            DispatcherSettings(
+                bind=endpoint,
+                max_message_size=self._max_message_size(),
+                heartbeat_interval=heartbeat_interval,
+                wait_log_interval=wait_log_interval,
+            ),
+            Scheduler(
+                plan_for=self._plan,
+                max_queue_size=max_queue_size,
+                lease_timeout=lease_timeout,
+                required_transforms=frozenset(self._spec.plugin_names),
+                image_shape=(*self.image_size, 3),
+                dtype=np.dtype(dtype),
+            ),
             self._make_task,
         )
         self._dispatcher.set_hint(self._hint(workers))
         try:
             self._local = (
                 LocalProducers(
-                    endpoint=connect_address(self._dispatcher.endpoint), workers=workers,
-                    data_root=self.manifest.root, plugins=tuple(plugins),
+                    endpoint=connect_address(self._dispatcher.endpoint),
+                    workers=workers,
+                    data_root=self.manifest.root,
+                    plugins=tuple(plugins),
                     heartbeat_interval=heartbeat_interval,
                 )
                 if workers
@@ -160,7 +178,9 @@ class FeedSequence(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Batch:
         """Batch ``index`` of the current epoch as ``(x, y)`` (``(x,)`` for unlabeled sources)."""
         if self._closed:
-            raise ZerofeedError("this FeedSequence is closed; create a new one to read more batches")
+            raise ZerofeedError(
+                "this FeedSequence is closed; create a new one to read more batches"
+            )
         index = operator.index(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
@@ -263,8 +283,13 @@ class FeedSequence(keras.utils.PyDataset):
         if plan is None:
             if len(self._plans) > 4:
                 self._plans.pop(min(self._plans))
-            plan = EpochPlan(num_samples=len(self.manifest), batch_size=self.batch_size,
-                             seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+            plan = EpochPlan(
+                num_samples=len(self.manifest),
+                batch_size=self.batch_size,
+                seed=self.seed,
+                epoch=epoch,
+                shuffle=self.shuffle,
+            )
             self._plans[epoch] = plan
         return plan
 
@@ -272,8 +297,13 @@ class FeedSequence(keras.utils.PyDataset):
         paths = self.manifest.paths
         rows = lease.rows.tolist()
         return Task(
-            task_id=lease.task_id, epoch=lease.key[0], batch=lease.key[1], seed=self.seed,
-            image_size=self.image_size, dtype=self.dtype, augment=self._augment_wire,
+            task_id=lease.task_id,
+            epoch=lease.key[0],
+            batch=lease.key[1],
+            seed=self.seed,
+            image_size=self.image_size,
+            dtype=self.dtype,
+            augment=self._augment_wire,
             samples=tuple((row, paths[row]) for row in rows),
         )
 
@@ -282,8 +312,12 @@ class FeedSequence(keras.utils.PyDataset):
             self._note_skipped(batch)
             if self.on_error == "raise":
                 first = batch.skipped[0]
-                raise BadSampleError(self.manifest.paths[first.index], first.kind, first.reason,
-                                     producer=batch.producer)
+                raise BadSampleError(
+                    self.manifest.paths[first.index],
+                    first.kind,
+                    first.reason,
+                    producer=batch.producer,
+                )
         labels = self.manifest.batch_labels(batch.rows, self.label_mode)
         with self._state_lock:
             self._delivered[0] += 1
@@ -296,13 +330,22 @@ class FeedSequence(keras.utils.PyDataset):
                 return
             self._skip_seen.add(batch.key)
             for skipped in batch.skipped:
-                self._skipped.append(SkippedSample(
-                    path=self.manifest.paths[skipped.index], kind=skipped.kind,
-                    reason=skipped.reason, epoch=batch.key[0], producer=batch.producer,
-                ))
+                self._skipped.append(
+                    SkippedSample(
+                        path=self.manifest.paths[skipped.index],
+                        kind=skipped.kind,
+                        reason=skipped.reason,
+                        epoch=batch.key[0],
+                        producer=batch.producer,
+                    )
+                )
         for skipped in batch.skipped:
-            log.warning("skipped %s: %s: %s", self.manifest.paths[skipped.index], skipped.kind,
-                        skipped.reason)
+            log.warning(
+                "skipped %s: %s: %s",
+                self.manifest.paths[skipped.index],
+                skipped.kind,
+                skipped.reason,
+            )
 
     def _max_message_size(self) -> int:
         height, width = self.image_size
@@ -367,7 +410,11 @@ def _check_settings(
         raise ConfigError(f"image_size must be (height, width) in pixels, got {image_size!r}")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1:
+    if (
+        isinstance(max_queue_size, bool)
+        or not isinstance(max_queue_size, int)
+        or max_queue_size < 1
+    ):
         raise ConfigError(f"max_queue_size must be a whole number >= 1, got {max_queue_size!r}")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f'on_error must be "raise" or "skip", got {on_error!r}')

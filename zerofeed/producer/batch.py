@@ -23,7 +23,9 @@ _MAX_RENDERERS = 8
 class BatchMaker:
     """Makes batches for tasks; keeps a renderer per (image size, augment spec) it has seen."""
 
-    def __init__(self, *, locator: SampleLocator, transforms: Mapping[str, CustomTransform]) -> None:
+    def __init__(
+        self, *, locator: SampleLocator, transforms: Mapping[str, CustomTransform]
+    ) -> None:
         self._locator = locator
         self._transforms = transforms
         self._renderers: dict[bytes, Renderer] = {}
@@ -36,7 +38,9 @@ class BatchMaker:
         try:
             renderer = self._renderer(task)
         except ConfigError as exc:
-            skipped = tuple(Skipped(index=row, kind="config", reason=str(exc)) for row, _ in task.samples)
+            skipped = tuple(
+                Skipped(index=row, kind="config", reason=str(exc)) for row, _ in task.samples
+            )
             return Result(task_id=task.task_id, count=0, skipped=skipped)
         height, width = task.image_size
         images = np.empty((len(task.samples), height, width, 3), dtype=np.uint8)

@@ -21,40 +21,75 @@ _LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """The producer's argument parser; each option defaults to its ``ZEROFEED_*`` variable."""
 
-    def env(name: str, default: str | None = None) -> str | None:
+    def env(name: str, default: str) -> str:
         return environ.get(f"ZEROFEED_{name}", default)
+
+    def optional(name: str) -> str | None:
+        return environ.get(f"ZEROFEED_{name}")
 
     parser = argparse.ArgumentParser(
         prog="zerofeed producer",
         description="Decode and augment images for a zerofeed consumer (a FeedSequence). "
         "Every option can also be set with the ZEROFEED_* variable named in its help.",
     )
-    connect = env("CONNECT")
-    parser.add_argument("--connect", default=connect, required=connect is None, metavar="ENDPOINT",
-                        help="consumer endpoint, e.g. tcp://trainer:5555 [ZEROFEED_CONNECT]")
-    parser.add_argument("--workers", type=int, default=int(env("WORKERS", str(os.cpu_count() or 1))),
-                        help="worker processes (default: CPU count) [ZEROFEED_WORKERS]")
-    parser.add_argument("--data-root", type=Path, default=env("DATA_ROOT"),
-                        help="folder that manifest paths are relative to; paths outside it are "
-                        "refused [ZEROFEED_DATA_ROOT]")
-    parser.add_argument("--plugin", action="append", dest="plugins", metavar="MODULE",
-                        default=[p for p in (env("PLUGINS") or "").split(",") if p],
-                        help="module defining ZEROFEED_TRANSFORMS; repeatable "
-                        "[ZEROFEED_PLUGINS, comma-separated]")
-    parser.add_argument("--prefetch", type=int, default=int(env("PREFETCH", "2")),
-                        help="tasks each worker holds at once [ZEROFEED_PREFETCH]")
-    parser.add_argument("--heartbeat-interval", type=float,
-                        default=float(env("HEARTBEAT_INTERVAL", "1.0")),
-                        help="seconds between heartbeats [ZEROFEED_HEARTBEAT_INTERVAL]")
-    parser.add_argument("--reconnect-after", type=float,
-                        default=float(env("RECONNECT_AFTER", "10.0")),
-                        help="seconds of consumer silence before reconnecting "
-                        "[ZEROFEED_RECONNECT_AFTER]")
-    parser.add_argument("--name", default=env("NAME"),
-                        help="name shown in the consumer's logs (default host:pid) [ZEROFEED_NAME]")
-    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="[ZEROFEED_LOG_LEVEL]")
+    connect = optional("CONNECT")
+    parser.add_argument(
+        "--connect",
+        default=connect,
+        required=connect is None,
+        metavar="ENDPOINT",
+        help="consumer endpoint, e.g. tcp://trainer:5555 [ZEROFEED_CONNECT]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("WORKERS", str(os.cpu_count() or 1))),
+        help="worker processes (default: CPU count) [ZEROFEED_WORKERS]",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=optional("DATA_ROOT"),
+        help="folder that manifest paths are relative to; paths outside it are "
+        "refused [ZEROFEED_DATA_ROOT]",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        dest="plugins",
+        metavar="MODULE",
+        default=[p for p in env("PLUGINS", "").split(",") if p],
+        help="module defining ZEROFEED_TRANSFORMS; repeatable [ZEROFEED_PLUGINS, comma-separated]",
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=int(env("PREFETCH", "2")),
+        help="tasks each worker holds at once [ZEROFEED_PREFETCH]",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(env("HEARTBEAT_INTERVAL", "1.0")),
+        help="seconds between heartbeats [ZEROFEED_HEARTBEAT_INTERVAL]",
+    )
+    parser.add_argument(
+        "--reconnect-after",
+        type=float,
+        default=float(env("RECONNECT_AFTER", "10.0")),
+        help="seconds of consumer silence before reconnecting [ZEROFEED_RECONNECT_AFTER]",
+    )
+    parser.add_argument(
+        "--name",
+        default=optional("NAME"),
+        help="name shown in the consumer's logs (default host:pid) [ZEROFEED_NAME]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="[ZEROFEED_LOG_LEVEL]",
+    )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
 

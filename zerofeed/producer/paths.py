@@ -30,6 +30,7 @@ class SampleLocator:
             raise BadSampleError(
                 path,
                 "outside_root",
-                f"resolves to {str(resolved)!r}, outside the producer's data root {str(self._root)!r}",
+                f"resolves to {str(resolved)!r}, outside the producer's data root "
+                f"{str(self._root)!r}",
             )
         return resolved

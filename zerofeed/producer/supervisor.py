@@ -1,7 +1,7 @@
-"""The producer process: starts worker processes (spawn), restarts the ones that die, stops them all.
+"""The producer process: starts workers (spawn), restarts the ones that die, stops them all.
 
-Signals: SIGTERM and SIGINT ask for a graceful stop (workers finish the batch in hand, return queued
-tasks with ``BYE`` and exit); after ``grace`` seconds stragglers are killed. Workers ignore SIGINT, so
+Signals: SIGTERM and SIGINT ask for a graceful stop (workers finish the batch in hand, return
+queued tasks with ``BYE`` and exit); after ``grace`` seconds stragglers are killed. Workers ignore SIGINT, so
 a Ctrl-C in a terminal reaches them only through the supervisor. With ``exit_with_parent`` the
 supervisor also stops when its standard input closes, i.e. when the process that started it is gone.
 """
@@ -83,7 +83,9 @@ class Supervisor:
         self._install_signal_handlers()
         if self._config.exit_with_parent:
             threading.Thread(target=self._watch_stdin, name="parent-watch", daemon=True).start()
-        log.info("producer starting %d worker(s) for %s", self._config.workers, self._config.endpoint)
+        log.info(
+            "producer starting %d worker(s) for %s", self._config.workers, self._config.endpoint
+        )
         slots = [self._start(name) for name in self._names]
         try:
             while not self._stopping.is_set():
@@ -131,8 +133,13 @@ class Supervisor:
         uptime = time.monotonic() - slot.started
         restarts = 0 if uptime > 60 else slot.restarts + 1
         delay = _RESTART_BACKOFF[min(restarts, len(_RESTART_BACKOFF) - 1)]
-        log.error("worker %s exited with code %s after %.1f s; restarting in %.1f s",
-                  slot.name, slot.process.exitcode, uptime, delay)
+        log.error(
+            "worker %s exited with code %s after %.1f s; restarting in %.1f s",
+            slot.name,
+            slot.process.exitcode,
+            uptime,
+            delay,
+        )
         if self._stopping.wait(delay):
             return slot
         return self._start(slot.name, restarts)
@@ -144,7 +151,9 @@ class Supervisor:
             slot.process.join(max(0.0, deadline - time.monotonic()))
         for slot in slots:
             if slot.process.is_alive():
-                log.warning("worker %s did not stop within %.0f s; killing it", slot.name, self._grace)
+                log.warning(
+                    "worker %s did not stop within %.0f s; killing it", slot.name, self._grace
+                )
                 slot.process.kill()
                 slot.process.join()
         log.info("producer stopped")

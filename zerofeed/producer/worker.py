@@ -91,8 +91,13 @@ class _Connection:
     def serve(self) -> None:
         try:
             self._socket.connect(self._config.endpoint)
-            self._send(Hello(producer=self._worker._name, credits=self._config.prefetch,
-                             transforms=self._worker._transforms))
+            self._send(
+                Hello(
+                    producer=self._worker._name,
+                    credits=self._config.prefetch,
+                    transforms=self._worker._transforms,
+                )
+            )
             while not self._worker._stopping():
                 self._receive(timeout=0 if self._pending else _POLL_SECONDS)
                 if self._silent_too_long():
@@ -109,8 +114,13 @@ class _Connection:
         if silent < self._config.reconnect_after:
             return False
         if self._session is not None:
-            log.warning("%s: consumer %s silent for %.0f s; reconnecting to %s",
-                        self._worker._name, self._session, silent, self._config.endpoint)
+            log.warning(
+                "%s: consumer %s silent for %.0f s; reconnecting to %s",
+                self._worker._name,
+                self._session,
+                silent,
+                self._config.endpoint,
+            )
         return True
 
     def _receive(self, *, timeout: float) -> None:
@@ -130,21 +140,33 @@ class _Connection:
     def _handle(self, message: Message) -> None:
         if isinstance(message, Task):
             if len(self._pending) >= self._config.prefetch + _TASK_SLACK:
-                log.warning("%s: consumer sent more tasks than credits; dropping task %d",
-                            self._worker._name, message.task_id)
+                log.warning(
+                    "%s: consumer sent more tasks than credits; dropping task %d",
+                    self._worker._name,
+                    message.task_id,
+                )
                 return
             self._pending.append(message)
         elif isinstance(message, Welcome):
             if message.session != self._session:
                 if self._session is not None:
                     self._pending.clear()
-                log.info("%s: serving consumer %s at %s", self._worker._name, message.session,
-                         self._config.endpoint)
+                log.info(
+                    "%s: serving consumer %s at %s",
+                    self._worker._name,
+                    message.session,
+                    self._config.endpoint,
+                )
                 self._session = message.session
         elif isinstance(message, Unknown):
             self._pending.clear()
-            self._send(Hello(producer=self._worker._name, credits=self._config.prefetch,
-                             transforms=self._worker._transforms))
+            self._send(
+                Hello(
+                    producer=self._worker._name,
+                    credits=self._config.prefetch,
+                    transforms=self._worker._transforms,
+                )
+            )
 
     def _work_one(self) -> None:
         task = self._pending.popleft()

@@ -297,7 +297,7 @@ class Dispatcher:
         for lease in leases:
             if not self._send(lease.producer, encode(self._make_task(lease))):
                 with self._lock:
-                    self._scheduler.goodbye(lease.producer)
+                    self._scheduler.lose(lease.producer)
 
     def _send(self, identity: bytes, frames: list[Any]) -> bool:
         try:

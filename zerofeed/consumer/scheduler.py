@@ -139,9 +139,15 @@ class Scheduler:
         """Producers silent for longer than the lease timeout: lost, their tasks re-queued."""
         lost = [p for p in self.producers.values() if now - p.last_seen > self._lease_timeout]
         for producer in lost:
-            self.goodbye(producer.identity)
-        self.counters.producers_lost += len(lost)
+            self.lose(producer.identity)
         return lost
+
+    def lose(self, identity: bytes) -> ProducerInfo | None:
+        """A producer is lost (silent past its lease, or unreachable): its tasks are re-queued."""
+        producer = self.goodbye(identity)
+        if producer is not None:
+            self.counters.producers_lost += 1
+        return producer
 
     def _release(self, producer: ProducerInfo) -> None:
         for task_id in sorted(producer.tasks, reverse=True):

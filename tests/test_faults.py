@@ -1,0 +1,150 @@
+"""Producers that crash, stall, join or leave mid-epoch: every sample still exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ID_SIZE, ids_of, write_id_dataset
+from zerofeed.consumer import FeedSequence
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+
+def start_producer(endpoint: str, root: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zerofeed",
+            "producer",
+            "--connect",
+            endpoint,
+            "--data-root",
+            str(root),
+            "--workers",
+            "1",
+            *extra,
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def worker_pids(producer: subprocess.Popen) -> list[int]:
+    return [
+        c.pid
+        for c in psutil.Process(producer.pid).children()
+        if "spawn_main" in " ".join(c.cmdline())
+    ]
+
+
+def stop(*producers: subprocess.Popen) -> None:
+    for producer in producers:
+        if producer.poll() is None:
+            producer.send_signal(signal.SIGTERM)
+    for producer in producers:
+        producer.wait(timeout=30)
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)  # polling a condition, not synchronising on time
+
+
+@pytest.fixture
+def slow_dataset(tmp_path: Path) -> Path:
+    return write_id_dataset(tmp_path, 240)
+
+
+def feed(manifest: Path, **kwargs) -> FeedSequence:
+    settings = {
+        "batch_size": 8,
+        "image_size": ID_SIZE,
+        "seed": 4,
+        "bind": "tcp://127.0.0.1:0",
+        "local_producers": 0,
+        "timeout": 60,
+        "lease_timeout": 2.0,
+        "heartbeat_interval": 0.25,
+        "max_queue_size": 6,
+    } | kwargs
+    return FeedSequence(manifest, **settings)
+
+
+def test_sigkilled_worker_mid_epoch_loses_and_duplicates_nothing(slow_dataset: Path) -> None:
+    with feed(slow_dataset) as seq:
+        producers = [
+            start_producer(seq.endpoint, slow_dataset.parent, "--heartbeat-interval", "0.25")
+            for _ in range(3)
+        ]
+        try:
+            rows = [r for i in range(5) for r in ids_of(seq[i][0])]
+            wait_until(lambda: seq.stats.producers_connected == 3)
+            victim = worker_pids(producers[0])
+            assert victim
+            os.kill(victim[0], signal.SIGKILL)  # it holds leases: max_queue_size spreads them
+            rows += [r for i in range(5, len(seq)) for r in ids_of(seq[i][0])]
+            assert Counter(rows) == Counter(range(240))
+            seq.on_epoch_end()
+            rows = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
+            assert Counter(rows) == Counter(range(240))
+            stats = seq.stats
+            assert stats.producers_lost >= 1
+        finally:
+            stop(*producers)
+
+
+def test_stalled_producer_late_result_is_refused(slow_dataset: Path) -> None:
+    """A producer presumed lost (SIGSTOP past its lease) comes back: its late results are refused."""
+    with feed(slow_dataset, max_queue_size=4) as seq:
+        fast = start_producer(seq.endpoint, slow_dataset.parent, "--heartbeat-interval", "0.25")
+        stalled = start_producer(seq.endpoint, slow_dataset.parent, "--heartbeat-interval", "0.25")
+        try:
+            wait_until(lambda: seq.stats.producers_connected == 2)
+            seq[0]
+            frozen = worker_pids(stalled)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            rows = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
+            assert seq.stats.producers_lost >= 1
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            wait_until(lambda: seq.stats.messages_rejected >= 1)  # its late result, refused
+            seq.on_epoch_end()
+            rows2 = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
+            assert Counter(rows) == Counter(range(240))
+            assert Counter(rows2) == Counter(range(240))
+        finally:
+            for pid in worker_pids(stalled):
+                os.kill(pid, signal.SIGCONT)
+            stop(fast, stalled)
+
+
+def test_producer_joining_mid_epoch_gets_work_and_sigterm_returns_tasks(
+    slow_dataset: Path,
+) -> None:
+    with feed(slow_dataset, lease_timeout=30.0) as seq:
+        first = start_producer(seq.endpoint, slow_dataset.parent)
+        try:
+            rows = [r for i in range(10) for r in ids_of(seq[i][0])]
+            second = start_producer(seq.endpoint, slow_dataset.parent)
+            wait_until(lambda: seq.stats.producers_connected == 2)
+            stop(first)  # BYE returns its queued tasks: no 30 s lease wait
+            rows += [r for i in range(10, len(seq)) for r in ids_of(seq[i][0])]
+            assert Counter(rows) == Counter(range(240))
+            stats = seq.stats
+            assert stats.producers_lost == 0
+            assert stats.producers_connected == 1
+        finally:
+            stop(first, second)

@@ -1,0 +1,140 @@
+"""Hostile or broken messages on a real socket: rejected, counted, and the feed keeps serving."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import ID_SIZE, ids_of
+from zerofeed.common.protocol import Hello, Result, encode
+from zerofeed.consumer import FeedSequence
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+
+def header(**fields: object) -> bytes:
+    return msgpack.packb({"v": 1, **fields})
+
+
+HOSTILE: list[list[bytes]] = [
+    [b"\x00\xff garbage"],
+    [b""],
+    [header(t="result")],  # truncated: no data frame, no fields
+    [header(t="hello", producer="x", credits=1, transforms=[]), b"extra frame"],
+    [msgpack.packb({"v": 99, "t": "hello"})],
+    [header(t="launch_missiles")],
+    [
+        header(
+            t="task",
+            id=1,
+            epoch=0,
+            batch=0,
+            seed=0,
+            size=[1, 1],
+            dtype="uint8",
+            augment={},
+            samples=[[0, "/etc/passwd"]],
+        )
+    ],  # consumer-only message from a producer
+    [header(t="result", id=10**6, count=1, skipped=[]), b"\0" * 300],  # never issued
+    [header(t="result", id=1, count=2**40, skipped=[]), b""],  # absurd count
+    [header(t="hello", producer="x" * 10**6, credits=1, transforms=[])],  # too long
+    [msgpack.packb([1, 2, 3])],
+]
+
+
+@pytest.fixture
+def fed(id_dataset: Path) -> Iterator[FeedSequence]:
+    with FeedSequence(
+        id_dataset,
+        batch_size=10,
+        image_size=ID_SIZE,
+        seed=0,
+        local_producers=1,
+        bind="tcp://127.0.0.1:0",
+        timeout=60,
+    ) as seq:
+        yield seq
+
+
+def test_hostile_messages_are_rejected_and_the_feed_keeps_serving(fed: FeedSequence) -> None:
+    context = zmq.Context()
+    attacker = context.socket(zmq.DEALER)
+    attacker.linger = 0
+    attacker.connect(fed.endpoint)
+    try:
+        rows = ids_of(fed[0][0])
+        for frames in HOSTILE:
+            attacker.send_multipart(frames)
+        # Pretend to be a producer, then send results that do not match any lease.
+        attacker.send_multipart(encode(Hello(producer="mallory", credits=1)))
+        assert attacker.poll(30_000), "the consumer did not answer HELLO"
+        attacker.recv_multipart()
+        attacker.send_multipart(encode(Result(task_id=424242, count=1, images=b"\0" * 300)))
+        rows += [r for i in range(1, len(fed)) for r in ids_of(fed[i][0])]
+        assert Counter(rows) == Counter(range(100))
+        while fed.stats.messages_rejected < len(HOSTILE) - 1:  # the empty frame is not a message
+            fed[0]  # keeps serving meanwhile; the I/O thread processes the backlog
+    finally:
+        attacker.close(linger=0)
+        context.term()
+
+
+def test_lying_producer_cannot_deliver_mismatched_batches(fed: FeedSequence) -> None:
+    """A producer that answers its tasks with wrong sizes is refused and its tasks re-done."""
+    context = zmq.Context()
+    liar = context.socket(zmq.DEALER)
+    liar.linger = 0
+    liar.connect(fed.endpoint)
+    try:
+        liar.send_multipart(encode(Hello(producer="liar", credits=2)))
+        lies = 0
+        rows = []
+        for i in range(len(fed)):
+            while liar.poll(0):
+                frames = liar.recv_multipart()
+                message = msgpack.unpackb(frames[0])
+                if message.get("t") == "task":
+                    count = len(message["samples"])
+                    liar.send_multipart(
+                        encode(
+                            Result(task_id=message["id"], count=count, images=b"\1" * (count * 7))
+                        )
+                    )
+                    lies += 1
+            rows += ids_of(fed[i][0])
+        assert Counter(rows) == Counter(range(100))
+        assert fed.stats.messages_rejected >= lies
+    finally:
+        liar.close(linger=0)
+        context.term()
+
+
+def test_oversized_message_is_cut_off_by_the_socket(fed: FeedSequence) -> None:
+    context = zmq.Context()
+    sender = context.socket(zmq.DEALER)
+    sender.linger = 0
+    sender.connect(fed.endpoint)
+    try:
+        big = np.zeros(20 * 1024 * 1024, np.uint8)  # far above one batch's size
+        sender.send_multipart([header(t="heartbeat"), big])
+        rows = [r for i in range(len(fed)) for r in ids_of(fed[i][0])]
+        assert Counter(rows) == Counter(range(100))
+    finally:
+        sender.close(linger=0)
+        context.term()
+
+
+def test_raw_tcp_garbage_does_not_disturb_the_feed(fed: FeedSequence) -> None:
+    host, port = fed.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(np.random.default_rng(0).bytes(65536))
+    rows = [r for i in range(len(fed)) for r in ids_of(fed[i][0])]
+    assert Counter(rows) == Counter(range(100))

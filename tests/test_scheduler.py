@@ -200,12 +200,6 @@ def test_ready_batches_are_never_evicted() -> None:
     assert scheduler.take((0, 1)) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scheduler._next_key calls _make_room (which evicts a retained batch) before it knows "
-    "there is a key to issue; once the lookahead is exhausted every assign() drops a retained "
-    "batch for nothing, and a re-read of it must be produced again",
-)
 def test_retained_batch_not_evicted_when_nothing_is_issued() -> None:
     scheduler = make_scheduler(num_samples=4, batch_size=2, max_queue_size=3)  # 2 batches/epoch
     join(scheduler, A, 50)
@@ -362,6 +356,7 @@ def test_result_for_unknown_task_refused() -> None:
     with pytest.raises(ProtocolError, match="task 999"):
         scheduler.result(A, forged)
     assert_nothing_stored(scheduler, (0, 0))
+    assert scheduler.producers[A].tasks == {lease.task_id}  # the real lease is untouched
 
 
 def test_result_twice_refused() -> None:

@@ -80,7 +80,8 @@ def test_full_dict() -> None:
         custom=(("sepia", {"strength": 0.5}), ("plugins.blur", {})),
     )
     assert type(spec.rotate) is float and type(spec.contrast) is float
-    assert all(type(bound) is float for bound in spec.random_resized_crop.scale)  # type: ignore[union-attr]
+    assert spec.random_resized_crop is not None
+    assert all(type(bound) is float for bound in spec.random_resized_crop.scale)
     assert spec.plugin_names == ("sepia", "plugins.blur")
 
 
@@ -139,8 +140,7 @@ def test_unknown_key_lists_builtins_and_custom() -> None:
     message = rejected({"horizontal_flip": True, "sepia": {}}, "'sepia'", '"custom"', "--plugin")
     for name in BUILTIN_TRANSFORMS:
         assert name in message
-    assert "horizontal_flip" in message  # listed as a built-in, but not reported as unknown
-    assert "['sepia']" in message
+    assert "Unknown augment key(s) ['sepia']" in message  # the valid key is not reported
 
 
 def test_typo_is_reported_as_unknown() -> None:
@@ -181,11 +181,6 @@ def test_brightness_over_1() -> None:
     rejected({"brightness": 1.01}, "augment['brightness']", "between 0 and 1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_amount and _interval call math.isfinite on the raw value; an int too large for a "
-    "float raises OverflowError instead of ConfigError",
-)
 @pytest.mark.parametrize(
     "augment",
     [{"rotate": 10**400}, {"random_resized_crop": {"scale": [0.5, 10**400]}}],
@@ -284,11 +279,6 @@ def test_custom_huge_params() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_custom accepts any parameter values; ones msgpack cannot carry (numpy scalars, "
-    "arbitrary objects) pass parse_augment and only fail later, when the dispatcher encodes a task",
-)
 @pytest.mark.parametrize(
     "value", [np.float32(0.5), object(), {1, 2}], ids=["numpy-scalar", "object", "set"]
 )
@@ -353,7 +343,7 @@ def test_wire_roundtrip(augment: dict[str, Any]) -> None:
         st.sampled_from([*BUILTIN_TRANSFORMS, "custom", "other"]),
         st.none()
         | st.booleans()
-        | st.integers(-(2**70), 2**70)
+        | st.integers(-(2**60), 2**60)
         | st.floats()
         | st.text(max_size=4)
         | st.lists(st.floats() | st.integers(-5, 5), max_size=3)
@@ -362,11 +352,7 @@ def test_wire_roundtrip(augment: dict[str, Any]) -> None:
     )
 )
 def test_parse_accepts_or_raises_config_error(augment: dict[str, Any]) -> None:
-    """Whatever a user passes, the answer is a spec or a ConfigError (integers kept float-sized)."""
-    augment = {
-        key: value if not isinstance(value, int) or abs(value) < 2**60 else 2**60
-        for key, value in augment.items()
-    }
+    """Whatever a user passes, the answer is a spec or a ConfigError."""
     try:
         spec = parse_augment(augment)
     except ConfigError as exc:

@@ -35,7 +35,8 @@ class EpochPlan:
         self.epoch = epoch
         self.batch_size = batch_size
         if shuffle:
-            rng = np.random.default_rng([seed, epoch, 0x5EED])
+            # A spawn key keeps the shuffle's stream apart from every sample's (sample_rng).
+            rng = np.random.default_rng(np.random.SeedSequence([seed, epoch], spawn_key=(1,)))
             self._order = rng.permutation(num_samples)
         else:
             self._order = np.arange(num_samples)

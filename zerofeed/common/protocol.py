@@ -193,7 +193,7 @@ def _unpack_header(frame: Any) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ProtocolError(f"header must be a msgpack map, got {type(header).__name__}")
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {version!r} is not supported; this zerofeed speaks version "
             f"{PROTOCOL_VERSION}: run the same zerofeed version on producers and consumer"

@@ -17,7 +17,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
+
+import msgpack
 
 from zerofeed.common.errors import ConfigError
 
@@ -129,7 +131,7 @@ def _flag(augment: Mapping[str, object], name: str) -> bool:
 
 def _amount(augment: Mapping[str, object], name: str, *, upper: float, unit: str) -> float:
     value = augment.get(name, 0.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not _is_finite_number(value):
         raise ConfigError(f"augment[{name!r}] must be a number of {unit}, got {value!r}.")
     if not 0.0 <= value <= upper:
         raise ConfigError(
@@ -137,6 +139,15 @@ def _amount(augment: Mapping[str, object], name: str, *, upper: float, unit: str
             f"0 turns it off."
         )
     return float(value)
+
+
+def _is_finite_number(value: object) -> TypeGuard[int | float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _crop(value: object) -> CropSpec | None:
@@ -167,11 +178,7 @@ def _interval(value: object, name: str, *, lowest: float, highest: float) -> tup
         raise ConfigError(f"{where} must be a pair [lo, hi], got {value!r}.")
     lo, hi = value
     for bound in (lo, hi):
-        if (
-            isinstance(bound, bool)
-            or not isinstance(bound, int | float)
-            or not math.isfinite(bound)
-        ):
+        if not _is_finite_number(bound):
             raise ConfigError(f"{where} must hold two finite numbers, got {value!r}.")
     if not lowest < lo <= hi <= highest:
         limit = "1" if highest == 1.0 else "infinity"
@@ -191,7 +198,8 @@ def _custom(value: object) -> tuple[tuple[str, Mapping[str, Any]], ...]:
     for name, params in value.items():
         if not isinstance(name, str) or not _PLUGIN_NAME.match(name):
             raise ConfigError(
-                f"Custom transform name {name!r} is not valid: use letters, digits, '_', '.', '-'."
+                f"Custom transform name {name!r} is not valid: it must start with a letter or '_' "
+                "and hold at most 64 letters, digits, '_', '.' or '-'."
             )
         if params is None:
             params = {}
@@ -199,7 +207,15 @@ def _custom(value: object) -> tuple[tuple[str, Mapping[str, Any]], ...]:
             raise ConfigError(
                 f'augment["custom"][{name!r}] must be a dict of keyword parameters, got {params!r}.'
             )
-        if len(repr(params)) > _MAX_PARAM_BYTES:
+        try:
+            packed = msgpack.packb(dict(params))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigError(
+                f'augment["custom"][{name!r}] parameters must be plain values (numbers, strings, '
+                f"booleans, None, lists and dicts of them) to travel to producers: {exc}. "
+                "Convert numpy scalars with float() or int()."
+            ) from None
+        if len(packed) > _MAX_PARAM_BYTES:
             raise ConfigError(
                 f'augment["custom"][{name!r}] parameters are larger than {_MAX_PARAM_BYTES} bytes; '
                 "pass small settings, and load large data inside the plugin instead."

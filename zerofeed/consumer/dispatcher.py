@@ -109,9 +109,10 @@ class Dispatcher:
             self._wake()
             while True:
                 self._raise_if_failed()
-                if key[0] < self._scheduler.epoch:
+                if key[0] != self._scheduler.epoch:
                     raise ZerofeedError(
-                        f"epoch {key[0]} ended (on_epoch_end) while batch {key[1]} was awaited"
+                        f"the feed moved to epoch {self._scheduler.epoch} while batch {key[1]} "
+                        f"of epoch {key[0]} was awaited"
                     )
                 batch = self._scheduler.take(key)
                 if batch is not None:
@@ -131,10 +132,10 @@ class Dispatcher:
         """What the "no producer connected" message suggests doing."""
         self._hint = hint
 
-    def advance_epoch(self, epoch: int) -> None:
-        """Drop everything of earlier epochs and start prefetching from ``epoch``."""
+    def move_to(self, epoch: int, batch: int = 0) -> None:
+        """Serve from batch ``batch`` of ``epoch`` on, dropping what comes before."""
         with self._lock:
-            self._scheduler.advance_epoch(epoch)
+            self._scheduler.move_to((epoch, batch))
         self._wake()
 
     def locked(self) -> threading.Lock:

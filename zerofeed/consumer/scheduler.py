@@ -48,6 +48,7 @@ class Lease:
     key: Key
     rows: np.ndarray
     producer: bytes
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Scheduler:
         image_shape: tuple[int, int, int],
         dtype: np.dtype,
         epoch: int = 0,
+        first_task_id: int = 1,
     ) -> None:
         self._plan_for = plan_for
         self._max_queue_size = max_queue_size
@@ -93,10 +95,12 @@ class Scheduler:
         self._image_shape = image_shape
         self._dtype = np.dtype(dtype)
         self.epoch = epoch
+        self._floor: Key = (epoch, 0)
+        self._generation = 0
         self._cursor: Key = (epoch, 0)
         self._requeue: deque[Key] = deque()
         self._urgent: Key | None = None
-        self._next_task_id = 1
+        self._next_task_id = first_task_id
         self.producers: dict[bytes, ProducerInfo] = {}
         self._leases: dict[int, Lease] = {}
         self._issued: dict[Key, int] = {}
@@ -177,21 +181,22 @@ class Scheduler:
         if self._urgent is not None and self._wanted(self._urgent):
             key, self._urgent = self._urgent, None
             return key
-        if not self._make_room():
+        while self._requeue and not self._wanted(self._requeue[0]):
+            self._requeue.popleft()
+        while self._cursor[0] <= self.epoch + 1 and not self._wanted(self._cursor):
+            self._cursor = self._after(self._cursor)
+        if self._requeue:
+            if not self._make_room():
+                return None
+            return self._requeue.popleft()
+        if self._cursor[0] > self.epoch + 1 or not self._make_room():
             return None
-        while self._requeue:
-            key = self._requeue.popleft()
-            if self._wanted(key):
-                return key
-        while self._cursor[0] <= self.epoch + 1:
-            key = self._cursor
-            epoch, batch = key
-            self._cursor = (
-                (epoch, batch + 1) if batch + 1 < len(self._plan_for(epoch)) else (epoch + 1, 0)
-            )
-            if self._wanted(key):
-                return key
-        return None
+        key, self._cursor = self._cursor, self._after(self._cursor)
+        return key
+
+    def _after(self, key: Key) -> Key:
+        epoch, batch = key
+        return (epoch, batch + 1) if batch + 1 < len(self._plan_for(epoch)) else (epoch + 1, 0)
 
     def _make_room(self) -> bool:
         while self.outstanding >= self._max_queue_size:
@@ -207,16 +212,15 @@ class Scheduler:
 
     def _wanted(self, key: Key) -> bool:
         return (
-            key[0] >= self.epoch
+            key >= self._floor
             and key not in self._issued
             and key not in self._ready
             and key not in self._delivered
         )
 
     def _lease(self, key: Key, producer: ProducerInfo) -> Lease:
-        lease = Lease(
-            self._next_task_id, key, self._plan_for(key[0]).batch(key[1]), producer.identity
-        )
+        rows = self._plan_for(key[0]).batch(key[1])
+        lease = Lease(self._next_task_id, key, rows, producer.identity, self._generation)
         self._next_task_id += 1
         self._leases[lease.task_id] = lease
         self._issued[key] = lease.task_id
@@ -243,7 +247,7 @@ class Scheduler:
         self.producers[identity].tasks.discard(result.task_id)
         if self._issued.get(lease.key) == lease.task_id:
             del self._issued[lease.key]
-        if lease.key[0] < self.epoch:
+        if lease.key < self._floor or lease.generation != self._generation:
             self.counters.results_stale += 1
             return None
         try:
@@ -295,14 +299,31 @@ class Scheduler:
         return self._delivered.get(key)
 
     def advance_epoch(self, epoch: int) -> None:
-        """Move to ``epoch``: everything for earlier epochs is dropped."""
-        self.epoch = epoch
-        self._cursor = max(self._cursor, (epoch, 0))
-        for store in (self._ready, self._delivered):
-            for key in [k for k in store if k[0] < epoch]:
-                del store[key]
-        for key in [k for k in self._issued if k[0] < epoch]:
-            del self._issued[key]
-        self._requeue = deque(k for k in self._requeue if k[0] >= epoch)
-        if self._urgent is not None and self._urgent[0] < epoch:
+        """Move to the start of ``epoch``: everything for earlier epochs is dropped."""
+        self.move_to((epoch, 0))
+
+    def move_to(self, position: Key) -> None:
+        """Serve from ``position`` = (epoch, batch) on; everything before it is dropped.
+
+        Moving back (resuming an earlier epoch) drops everything and starts again from there.
+        """
+        if position < self._floor:
+            self._generation += 1  # leases in flight now belong to an abandoned stream
+            self._cursor = position
+            self._ready.clear()
+            self._delivered.clear()
+            self._issued.clear()
+            self._requeue.clear()
             self._urgent = None
+        else:
+            self._cursor = max(self._cursor, position)
+            for store in (self._ready, self._delivered):
+                for key in [k for k in store if k < position]:
+                    del store[key]
+            for key in [k for k in self._issued if k < position]:
+                del self._issued[key]
+            self._requeue = deque(k for k in self._requeue if k >= position)
+            if self._urgent is not None and self._urgent < position:
+                self._urgent = None
+        self._floor = position
+        self.epoch = position[0]

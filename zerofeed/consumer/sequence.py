@@ -71,6 +71,8 @@ class FeedSequence(keras.utils.PyDataset):
             are handed to others.
         heartbeat_interval: seconds between producer heartbeats (local producers).
         wait_log_interval: seconds between "still waiting" log messages.
+        initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming from a
+            checkpoint; :meth:`seek` also resumes mid-epoch.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class FeedSequence(keras.utils.PyDataset):
         lease_timeout: float = 5.0,
         heartbeat_interval: float = 1.0,
         wait_log_interval: float = 10.0,
+        initial_epoch: int = 0,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         _check_settings(
@@ -118,7 +121,8 @@ class FeedSequence(keras.utils.PyDataset):
         self.seed: int = secrets.randbits(63) if seed is None else _check_seed(seed)
         self._augment_wire = self._spec.to_wire()
         self._plans: dict[int, EpochPlan] = {}
-        self._epoch = 0
+        self._epoch = _check_epoch(initial_epoch)
+        self._slot_offset = 0
         self._pending_ends = 0
         self._keras_epochs = False
         self._in_epoch = False
@@ -147,6 +151,8 @@ class FeedSequence(keras.utils.PyDataset):
                 required_transforms=frozenset(self._spec.plugin_names),
                 image_shape=(*self.image_size, 3),
                 dtype=np.dtype(dtype),
+                epoch=initial_epoch,
+                first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
             ),
             self._make_task,
         )
@@ -188,7 +194,12 @@ class FeedSequence(keras.utils.PyDataset):
         with self._state_lock:
             self._apply_epoch_end()
             epoch = self._epoch
-            slot = self._slots.setdefault(index, len(self._slots))
+            slot = self._slots.setdefault(index, self._slot_offset + len(self._slots))
+        if slot >= len(self):
+            raise IndexError(
+                f"epoch {epoch} was resumed at batch {self._slot_offset} with seek(); its "
+                f"remaining {len(self) - self._slot_offset} batches have all been served"
+            )
         batch = self._dispatcher.get((epoch, slot), timeout=self.timeout)
         return self._deliver(batch)
 
@@ -223,9 +234,25 @@ class FeedSequence(keras.utils.PyDataset):
             self._epoch += self._pending_ends
             self._pending_ends = 0
             self._slots.clear()
-            self._dispatcher.advance_epoch(self._epoch)
+            self._slot_offset = 0
+            self._dispatcher.move_to(self._epoch)
 
     # -- public extras ---------------------------------------------------------------------------
+
+    def seek(self, epoch: int, batch: int = 0) -> None:
+        """Resume at batch ``batch`` of ``epoch``, with the data order and augmentation it had.
+
+        For a training script restarted from a checkpoint: the next distinct indices asked for
+        get that epoch's batches ``batch``, ``batch + 1``, ... (``len(self) - batch`` of them);
+        ``on_epoch_end`` then moves on as usual. Pass the same ``seed`` as the first run.
+        """
+        _check_epoch(epoch)
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < len(self):
+            raise ConfigError(f"batch must be in [0, {len(self)}), got {batch!r}")
+        with self._state_lock:
+            self._epoch, self._pending_ends, self._slot_offset = epoch, 0, batch
+            self._slots.clear()
+            self._dispatcher.move_to(epoch, batch)
 
     @property
     def endpoint(self) -> str:
@@ -381,6 +408,12 @@ def _resolve_local_producers(value: int | str) -> int:
             "use 0 when only remote producers feed this sequence."
         )
     return value
+
+
+def _check_epoch(epoch: object) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ConfigError(f"epoch must be a whole number >= 0, got {epoch!r}")
+    return epoch
 
 
 def _check_seed(seed: object) -> int:

@@ -1,8 +1,17 @@
-"""Turn one ``TASK`` into one ``RESULT``: every image written straight into one batch buffer."""
+"""Turn one ``TASK`` into one ``RESULT``: every image written straight into one batch buffer.
+
+A sample that takes longer than ``sample_timeout`` (a hung decoder, a stalled network file system,
+a FIFO where a file should be) is cut off with ``SIGALRM`` and reported as a bad sample of kind
+``"timeout"``; the worker goes on with the next one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType
 
 import msgpack
 import numpy as np
@@ -24,17 +33,19 @@ class BatchMaker:
     """Makes batches for tasks; keeps a renderer per (image size, augment spec) it has seen."""
 
     def __init__(
-        self, *, locator: SampleLocator, transforms: Mapping[str, CustomTransform]
+        self,
+        *,
+        locator: SampleLocator,
+        transforms: Mapping[str, CustomTransform],
+        sample_timeout: float | None = None,
     ) -> None:
         self._locator = locator
         self._transforms = transforms
+        self._sample_timeout = sample_timeout
         self._renderers: dict[bytes, Renderer] = {}
 
-    def make(self, task: Task, tick: Callable[[], None] = lambda: None) -> Result:
-        """The result of ``task``; bad samples are listed as skipped, never raised.
-
-        ``tick`` is called after each sample, so that the caller can send heartbeats.
-        """
+    def make(self, task: Task) -> Result:
+        """The result of ``task``; bad samples are listed as skipped, never raised."""
         try:
             renderer = self._renderer(task)
         except ConfigError as exc:
@@ -49,11 +60,17 @@ class BatchMaker:
         for row, path in task.samples:
             try:
                 rng = sample_rng(task.seed, task.epoch, row)
-                renderer.render_into(self._locator.locate(path), rng, images[count])
+                with _deadline(self._sample_timeout):
+                    renderer.render_into(self._locator.locate(path), rng, images[count])
                 count += 1
             except BadSampleError as exc:
                 skipped_list.append(Skipped(index=row, kind=exc.kind, reason=exc.reason))
-            tick()
+            except _SampleTimeout:
+                reason = (
+                    f"took longer than {self._sample_timeout:g} s (a hung decoder or stalled "
+                    "storage); raise --sample-timeout if such files are legitimately slow"
+                )
+                skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
         return Result(
             task_id=task.task_id,
             count=count,
@@ -79,3 +96,26 @@ def _as_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
     scaled = np.empty(images.shape, dtype=np.float32)
     np.multiply(images, np.float32(1 / 255), out=scaled, dtype=np.float32)
     return scaled
+
+
+class _SampleTimeout(BaseException):
+    """Raised by SIGALRM inside a sample that ran out of time (not an Exception: nothing inside
+    the renderer may swallow it)."""
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise _SampleTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

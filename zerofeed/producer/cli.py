@@ -43,7 +43,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env("WORKERS", str(os.cpu_count() or 1))),
+        default=env("WORKERS", str(os.cpu_count() or 1)),
         help="worker processes (default: CPU count) [ZEROFEED_WORKERS]",
     )
     parser.add_argument(
@@ -61,24 +61,27 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=[p for p in env("PLUGINS", "").split(",") if p],
         help="module defining ZEROFEED_TRANSFORMS; repeatable [ZEROFEED_PLUGINS, comma-separated]",
     )
-    parser.add_argument(
-        "--prefetch",
-        type=int,
-        default=int(env("PREFETCH", "2")),
-        help="tasks each worker holds at once [ZEROFEED_PREFETCH]",
-    )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=float,
-        default=float(env("HEARTBEAT_INTERVAL", "1.0")),
-        help="seconds between heartbeats [ZEROFEED_HEARTBEAT_INTERVAL]",
-    )
-    parser.add_argument(
-        "--reconnect-after",
-        type=float,
-        default=float(env("RECONNECT_AFTER", "10.0")),
-        help="seconds of consumer silence before reconnecting [ZEROFEED_RECONNECT_AFTER]",
-    )
+    numeric: list[tuple[str, type, str, str]] = [
+        ("prefetch", int, "2", "tasks each worker holds at once"),
+        ("heartbeat-interval", float, "1.0", "seconds between heartbeats"),
+        ("reconnect-after", float, "10.0", "seconds of consumer silence before reconnecting"),
+        (
+            "sample-timeout",
+            float,
+            "30",
+            "seconds one image may take before it is reported as a bad sample (0: no limit)",
+        ),
+        ("max-pixels", int, "89478485", "images with more pixels are refused before decoding"),
+    ]
+    for flag, kind, default, text in numeric:
+        variable = flag.upper().replace("-", "_")
+        # argparse converts string defaults with `type`, so a bad variable is a clean usage error.
+        parser.add_argument(
+            f"--{flag}",
+            type=kind,
+            default=env(variable, default),
+            help=f"{text} (default {default}) [ZEROFEED_{variable}]",
+        )
     parser.add_argument(
         "--name",
         default=optional("NAME"),
@@ -104,6 +107,8 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         prefetch=args.prefetch,
         heartbeat_interval=args.heartbeat_interval,
         reconnect_after=args.reconnect_after,
+        sample_timeout=args.sample_timeout,
+        max_pixels=args.max_pixels,
         exit_with_parent=args.exit_with_parent,
         name=args.name,
     )

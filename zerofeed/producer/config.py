@@ -23,6 +23,10 @@ class ProducerConfig:
         prefetch: tasks a worker holds at once (one in progress, the rest queued).
         heartbeat_interval: seconds between heartbeats to the consumer.
         reconnect_after: seconds without a word from the consumer before reconnecting.
+        sample_timeout: seconds one sample may take before it is reported as a bad sample
+            (kind ``"timeout"``); 0 turns the limit off.
+        max_pixels: images with more pixels are refused (kind ``"too_large"``), before decoding:
+            Pillow's decompression-bomb limit.
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
     """
@@ -34,6 +38,8 @@ class ProducerConfig:
     prefetch: int = 2
     heartbeat_interval: float = 1.0
     reconnect_after: float = 10.0
+    sample_timeout: float = 30.0
+    max_pixels: int = 89_478_485
     exit_with_parent: bool = False
     name: str | None = None
 
@@ -50,6 +56,11 @@ class ProducerConfig:
             raise ConfigError(
                 "heartbeat_interval must be positive and reconnect_after larger than it, got "
                 f"{self.heartbeat_interval} and {self.reconnect_after}"
+            )
+        if self.sample_timeout < 0 or self.max_pixels < 1:
+            raise ConfigError(
+                f"sample_timeout must be >= 0 and max_pixels >= 1, got {self.sample_timeout} "
+                f"and {self.max_pixels}"
             )
         if self.data_root is not None and not self.data_root.is_dir():
             raise ConfigError(f"data root {str(self.data_root)!r} is not a directory")

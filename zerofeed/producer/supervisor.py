@@ -34,12 +34,15 @@ _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) -> None:
     """Entry point of a spawned worker process."""
     # Imported here so that the supervisor itself stays light.
+    from PIL import Image
+
     from zerofeed.producer.batch import BatchMaker
     from zerofeed.producer.paths import SampleLocator
     from zerofeed.producer.plugins import load_plugins
     from zerofeed.producer.worker import Worker
 
     logging.basicConfig(level=log_level, format=_LOG_FORMAT, stream=sys.stderr)
+    Image.MAX_IMAGE_PIXELS = config.max_pixels  # Pillow's process-wide decompression-bomb limit
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
@@ -48,7 +51,11 @@ def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) ->
     Worker(
         config,
         name=name,
-        maker=BatchMaker(locator=SampleLocator(config.data_root), transforms=transforms),
+        maker=BatchMaker(
+            locator=SampleLocator(config.data_root),
+            transforms=transforms,
+            sample_timeout=config.sample_timeout or None,
+        ),
         transforms=tuple(sorted(transforms)),
         should_stop=lambda: terminated.is_set() or stop.is_set(),
         parent_sentinel=parent.sentinel if parent is not None else None,

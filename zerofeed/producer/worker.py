@@ -1,13 +1,15 @@
 """One producer worker: a DEALER connection that takes tasks and sends back batches.
 
-The worker is single-threaded. Between samples it sends heartbeats, so a consumer can tell a busy
-worker from a dead or hung one. It (re)announces itself with ``HELLO`` whenever it connects, and
+Work happens on the main thread; a small heartbeat thread tells the consumer the process is alive
+even while one sample takes long (a sample that hangs is cut off by the per-sample timeout, see
+:mod:`zerofeed.producer.batch`). Both threads use the socket only under one lock. It (re)announces itself with ``HELLO`` whenever it connects, and
 reconnects when the consumer has been silent too long: a restarted consumer is found again.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -87,10 +89,14 @@ class _Connection:
         self._session: str | None = None
         self._last_heard = time.monotonic()
         self._last_sent = 0.0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
 
     def serve(self) -> None:
+        heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         try:
             self._socket.connect(self._config.endpoint)
+            heartbeats.start()
             self._send(
                 Hello(
                     producer=self._worker._name,
@@ -104,10 +110,18 @@ class _Connection:
                     return
                 if self._pending:
                     self._work_one()
-                self._heartbeat_if_due()
             self._send(Bye(returned=tuple(task.task_id for task in self._pending)))
         finally:
+            self._closing.set()
+            if heartbeats.is_alive():
+                heartbeats.join()
             self._socket.close(linger=0)
+
+    def _beat(self) -> None:
+        interval = self._config.heartbeat_interval
+        while not self._closing.wait(interval / 4):
+            if time.monotonic() - self._last_sent >= interval:
+                self._send(Heartbeat())
 
     def _silent_too_long(self) -> bool:
         silent = time.monotonic() - self._last_heard
@@ -124,18 +138,23 @@ class _Connection:
         return True
 
     def _receive(self, *, timeout: float) -> None:
-        if not self._socket.poll(timeout * 1000):
-            return
-        while True:
-            try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in self._receive_frames(timeout):
             self._last_heard = time.monotonic()
             try:
                 self._handle(decode(frames))
             except ProtocolError as exc:
                 log.warning("%s: rejected a message from the consumer: %s", self._worker._name, exc)
+
+    def _receive_frames(self, timeout: float) -> list[list[bytes]]:
+        received: list[list[bytes]] = []
+        with self._lock:
+            if not self._socket.poll(timeout * 1000):
+                return received
+            while True:
+                try:
+                    received.append(self._socket.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    return received
 
     def _handle(self, message: Message) -> None:
         if isinstance(message, Task):
@@ -170,20 +189,16 @@ class _Connection:
 
     def _work_one(self) -> None:
         task = self._pending.popleft()
-        result = self._worker._maker.make(task, tick=self._heartbeat_if_due)
+        result = self._worker._maker.make(task)
         self._send_frames(encode(result), copy=False)
-        self._last_sent = time.monotonic()
-
-    def _heartbeat_if_due(self) -> None:
-        if time.monotonic() - self._last_sent >= self._config.heartbeat_interval:
-            self._send(Heartbeat())
 
     def _send(self, message: Message) -> None:
         self._send_frames(encode(message), copy=True)
-        self._last_sent = time.monotonic()
 
     def _send_frames(self, frames: list[object], *, copy: bool) -> None:
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+            with self._lock:
+                self._socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+                self._last_sent = time.monotonic()
         except zmq.Again:
             log.warning("%s: consumer is not reading; dropped a message", self._worker._name)

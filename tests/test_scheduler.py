@@ -524,3 +524,24 @@ def test_stale_result_returns_the_credit() -> None:
     assert scheduler.result(A, answer(lease)) is None
     assert scheduler.producers[A].free == 1
     assert keys(scheduler.assign()) == [(1, 0)]
+
+
+def test_awaited_batch_lost_with_its_producer_is_reissued_past_a_full_queue() -> None:
+    """Waiting for batch 0, whose producer dies while the queue is full of later batches."""
+    scheduler = make_scheduler(max_queue_size=3)
+    join(scheduler, A, 1)
+    (first,) = scheduler.assign()
+    assert first.key == (0, 0)
+    scheduler.demand((0, 0))  # __getitem__(0) waits; the batch is under way, so nothing to do
+    join(scheduler, B, 2)
+    later = scheduler.assign()
+    assert keys(later) == [(0, 1), (0, 2)]
+    for lease in later:
+        scheduler.result(B, answer(lease))  # ready, not taken: the queue is full (3 of 3)
+    assert scheduler.assign() == []
+    scheduler.expire(now=60.0)  # A is lost with batch 0
+    join(scheduler, B, 2, now=60.0)
+    (again,) = scheduler.assign()
+    assert again.key == (0, 0), "the awaited batch must be re-issued despite the full queue"
+    scheduler.result(B, answer(again))
+    assert scheduler.take((0, 0)) is not None

@@ -99,7 +99,7 @@ class Scheduler:
         self._generation = 0
         self._cursor: Key = (epoch, 0)
         self._requeue: deque[Key] = deque()
-        self._urgent: Key | None = None
+        self._awaited: set[Key] = set()
         self._next_task_id = first_task_id
         self.producers: dict[bytes, ProducerInfo] = {}
         self._leases: dict[int, Lease] = {}
@@ -178,9 +178,9 @@ class Scheduler:
         return leases
 
     def _next_key(self) -> Key | None:
-        if self._urgent is not None and self._wanted(self._urgent):
-            key, self._urgent = self._urgent, None
-            return key
+        urgent = [key for key in self._awaited if self._wanted(key)]
+        if urgent:
+            return min(urgent)  # someone is waiting for it: issued even past max_queue_size
         while self._requeue and not self._wanted(self._requeue[0]):
             self._requeue.popleft()
         while self._cursor[0] <= self.epoch + 1 and not self._wanted(self._cursor):
@@ -286,17 +286,20 @@ class Scheduler:
     # -- consuming -------------------------------------------------------------------------------
 
     def demand(self, key: Key) -> None:
-        """``key`` is wanted now: issue it next, even past ``max_queue_size``, if it is not under way."""
-        if self._wanted(key):
-            self._urgent = key
+        """Someone waits for ``key``: whenever it is not under way (now, or later because its
+        producer was lost), it is issued first, even past ``max_queue_size``."""
+        self._awaited.add(key)
 
     def take(self, key: Key) -> ReadyBatch | None:
         """The batch for ``key`` if it has arrived; it stays retained while there is room."""
         batch = self._ready.pop(key, None)
         if batch is not None:
             self._delivered[key] = batch
-            return batch
-        return self._delivered.get(key)
+        else:
+            batch = self._delivered.get(key)
+        if batch is not None:
+            self._awaited.discard(key)
+        return batch
 
     def advance_epoch(self, epoch: int) -> None:
         """Move to the start of ``epoch``: everything for earlier epochs is dropped."""
@@ -314,7 +317,7 @@ class Scheduler:
             self._delivered.clear()
             self._issued.clear()
             self._requeue.clear()
-            self._urgent = None
+            self._awaited.clear()
         else:
             self._cursor = max(self._cursor, position)
             for store in (self._ready, self._delivered):
@@ -323,7 +326,6 @@ class Scheduler:
             for key in [k for k in self._issued if k < position]:
                 del self._issued[key]
             self._requeue = deque(k for k in self._requeue if k >= position)
-            if self._urgent is not None and self._urgent < position:
-                self._urgent = None
+            self._awaited = {k for k in self._awaited if k >= position}
         self._floor = position
         self.epoch = position[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +80,21 @@ def no_leftover_processes() -> Iterator[None]:
     for process in left:
         process.kill()
     assert not left, f"processes left running: {[p.cmdline() for p in left]}"
+
+
+def start_producer(endpoint: str, data_root: Path, *options: str) -> subprocess.Popen:
+    """A `zerofeed producer` process with one worker; the caller stops it (SIGTERM)."""
+    command = [
+        sys.executable,
+        "-m",
+        "zerofeed",
+        "producer",
+        "--connect",
+        endpoint,
+        "--data-root",
+        str(data_root),
+        "--workers",
+        "1",
+        *options,
+    ]
+    return subprocess.Popen(command, stderr=subprocess.DEVNULL)

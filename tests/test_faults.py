@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,29 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of, write_id_dataset
+from tests.conftest import ID_SIZE, ids_of, start_producer, write_id_dataset
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
-
-
-def start_producer(endpoint: str, root: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zerofeed",
-            "producer",
-            "--connect",
-            endpoint,
-            "--data-root",
-            str(root),
-            "--workers",
-            "1",
-            *extra,
-        ],
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def worker_pids(producer: subprocess.Popen) -> list[int]:

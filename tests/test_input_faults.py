@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ID_SIZE, ids_of, write_id_dataset
+from tests.conftest import ID_SIZE, ids_of, start_producer, write_id_dataset
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -25,26 +23,15 @@ def test_hung_file_bomb_and_vanished_file_are_bad_samples(tmp_path: Path) -> Non
     os.mkfifo(hung)  # opening it blocks for ever, like a stalled network file system
     Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(tmp_path / "img" / "00005.png")
     (tmp_path / "img" / "00008.png").unlink()
-    producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zerofeed",
-            "producer",
-            "--connect",
-            f"ipc://{tmp_path}/f.sock",
-            "--workers",
-            "1",
-            "--data-root",
-            str(tmp_path),
-            "--sample-timeout",
-            "1",
-            "--max-pixels",
-            "50000",
-            "--heartbeat-interval",
-            "0.2",
-        ],
-        stderr=subprocess.DEVNULL,
+    producer = start_producer(
+        f"ipc://{tmp_path}/f.sock",
+        tmp_path,
+        "--sample-timeout",
+        "1",
+        "--max-pixels",
+        "50000",
+        "--heartbeat-interval",
+        "0.2",
     )
     try:
         with FeedSequence(

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of
+from tests.conftest import ID_SIZE, ids_of, start_producer
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -57,24 +55,8 @@ def test_producer_reconnects_to_a_restarted_consumer(id_dataset: Path) -> None:
         local_producers=0,
     ) as first:
         endpoint = first.endpoint
-        producer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zerofeed",
-                "producer",
-                "--connect",
-                endpoint,
-                "--workers",
-                "1",
-                "--data-root",
-                str(id_dataset.parent),
-                "--heartbeat-interval",
-                "0.2",
-                "--reconnect-after",
-                "2",
-            ],
-            stderr=subprocess.DEVNULL,
+        producer = start_producer(
+            endpoint, id_dataset.parent, "--heartbeat-interval", "0.2", "--reconnect-after", "2"
         )
         try:
             reference = [ids_of(first[i][0]) for i in range(len(first))]

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -204,7 +205,9 @@ def test_pyproject_ships_only_zerofeed() -> None:
 
 
 def test_installed_distribution_has_one_top_level_package() -> None:
-    distribution = importlib.metadata.distribution("zerofeed")
+    # The installed distribution, not a zerofeed.egg-info an in-tree build may leave on sys.path.
+    site_packages = sysconfig.get_paths()["purelib"]
+    (distribution,) = importlib.metadata.distributions(name="zerofeed", path=[site_packages])
     top_level = distribution.read_text("top_level.txt")
     if top_level is not None:
         assert top_level.split() == ["zerofeed"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -98,3 +99,11 @@ def start_producer(endpoint: str, data_root: Path, *options: str) -> subprocess.
         *options,
     ]
     return subprocess.Popen(command, stderr=subprocess.DEVNULL)
+
+
+def remote_feed(source: Path, *, bind: str = "tcp://127.0.0.1:0", **settings: Any) -> Any:
+    """A FeedSequence of id images fed only by producers the test starts itself."""
+    from zerofeed.consumer import FeedSequence
+
+    defaults = {"image_size": ID_SIZE, "local_producers": 0, "timeout": 60}
+    return FeedSequence(source, bind=bind, **(defaults | settings))

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of, start_producer, write_id_dataset
+from tests.conftest import ids_of, remote_feed, start_producer, write_id_dataset
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -47,19 +47,16 @@ def slow_dataset(tmp_path: Path) -> Path:
     return write_id_dataset(tmp_path, 240)
 
 
-def feed(manifest: Path, **kwargs) -> FeedSequence:
+def feed(manifest: Path, **kwargs: object) -> FeedSequence:
+    """A feed that notices lost producers quickly."""
     settings = {
         "batch_size": 8,
-        "image_size": ID_SIZE,
         "seed": 4,
-        "bind": "tcp://127.0.0.1:0",
-        "local_producers": 0,
-        "timeout": 60,
         "lease_timeout": 2.0,
         "heartbeat_interval": 0.25,
         "max_queue_size": 6,
-    } | kwargs
-    return FeedSequence(manifest, **settings)
+    }
+    return remote_feed(manifest, **(settings | kwargs))
 
 
 def test_sigkilled_worker_mid_epoch_loses_and_duplicates_nothing(slow_dataset: Path) -> None:

@@ -51,6 +51,20 @@ HOSTILE: list[list[bytes]] = [
 
 
 @pytest.fixture
+def peer(fed: FeedSequence) -> Iterator[zmq.Socket]:
+    """A raw DEALER socket connected to the feed: an attacker, or a producer that lies."""
+    context = zmq.Context()
+    socket_ = context.socket(zmq.DEALER)
+    socket_.linger = 0
+    socket_.connect(fed.endpoint)
+    try:
+        yield socket_
+    finally:
+        socket_.close(linger=0)
+        context.term()
+
+
+@pytest.fixture
 def fed(id_dataset: Path) -> Iterator[FeedSequence]:
     with FeedSequence(
         id_dataset,
@@ -64,72 +78,50 @@ def fed(id_dataset: Path) -> Iterator[FeedSequence]:
         yield seq
 
 
-def test_hostile_messages_are_rejected_and_the_feed_keeps_serving(fed: FeedSequence) -> None:
-    context = zmq.Context()
-    attacker = context.socket(zmq.DEALER)
-    attacker.linger = 0
-    attacker.connect(fed.endpoint)
-    try:
-        rows = ids_of(fed[0][0])
-        for frames in HOSTILE:
-            attacker.send_multipart(frames)
-        # Pretend to be a producer, then send results that do not match any lease.
-        attacker.send_multipart(encode(Hello(producer="mallory", credits=1)))
-        assert attacker.poll(30_000), "the consumer did not answer HELLO"
-        attacker.recv_multipart()
-        attacker.send_multipart(encode(Result(task_id=424242, count=1, images=b"\0" * 300)))
-        rows += [r for i in range(1, len(fed)) for r in ids_of(fed[i][0])]
-        assert Counter(rows) == Counter(range(100))
-        while fed.stats.messages_rejected < len(HOSTILE) - 1:  # the empty frame is not a message
-            fed[0]  # keeps serving meanwhile; the I/O thread processes the backlog
-    finally:
-        attacker.close(linger=0)
-        context.term()
+def test_hostile_messages_are_rejected_and_the_feed_keeps_serving(
+    fed: FeedSequence, peer: zmq.Socket
+) -> None:
+    rows = ids_of(fed[0][0])
+    for frames in HOSTILE:
+        peer.send_multipart(frames)
+    # Pretend to be a producer, then send results that do not match any lease.
+    peer.send_multipart(encode(Hello(producer="mallory", credits=1)))
+    assert peer.poll(30_000), "the consumer did not answer HELLO"
+    peer.recv_multipart()
+    peer.send_multipart(encode(Result(task_id=424242, count=1, images=b"\0" * 300)))
+    rows += [r for i in range(1, len(fed)) for r in ids_of(fed[i][0])]
+    assert Counter(rows) == Counter(range(100))
+    while fed.stats.messages_rejected < len(HOSTILE) - 1:  # the empty frame is not a message
+        fed[0]  # keeps serving meanwhile; the I/O thread processes the backlog
 
 
-def test_lying_producer_cannot_deliver_mismatched_batches(fed: FeedSequence) -> None:
+def test_lying_producer_cannot_deliver_mismatched_batches(
+    fed: FeedSequence, peer: zmq.Socket
+) -> None:
     """A producer that answers its tasks with wrong sizes is refused and its tasks re-done."""
-    context = zmq.Context()
-    liar = context.socket(zmq.DEALER)
-    liar.linger = 0
-    liar.connect(fed.endpoint)
-    try:
-        liar.send_multipart(encode(Hello(producer="liar", credits=2)))
-        lies = 0
-        rows = []
-        for i in range(len(fed)):
-            while liar.poll(0):
-                frames = liar.recv_multipart()
-                message = msgpack.unpackb(frames[0])
-                if message.get("t") == "task":
-                    count = len(message["samples"])
-                    liar.send_multipart(
-                        encode(
-                            Result(task_id=message["id"], count=count, images=b"\1" * (count * 7))
-                        )
-                    )
-                    lies += 1
-            rows += ids_of(fed[i][0])
-        assert Counter(rows) == Counter(range(100))
-        assert fed.stats.messages_rejected >= lies
-    finally:
-        liar.close(linger=0)
-        context.term()
+    peer.send_multipart(encode(Hello(producer="liar", credits=2)))
+    lies = 0
+    rows = []
+    for i in range(len(fed)):
+        while peer.poll(0):
+            frames = peer.recv_multipart()
+            message = msgpack.unpackb(frames[0])
+            if message.get("t") == "task":
+                count = len(message["samples"])
+                peer.send_multipart(
+                    encode(Result(task_id=message["id"], count=count, images=b"\1" * (count * 7)))
+                )
+                lies += 1
+        rows += ids_of(fed[i][0])
+    assert Counter(rows) == Counter(range(100))
+    assert fed.stats.messages_rejected >= lies
 
 
-def test_oversized_message_is_cut_off_by_the_socket(fed: FeedSequence) -> None:
-    context = zmq.Context()
-    sender = context.socket(zmq.DEALER)
-    sender.linger = 0
-    sender.connect(fed.endpoint)
-    try:
-        big = np.zeros(20 * 1024 * 1024, np.uint8)  # far above one batch's size
-        sender.send_multipart([header(t="heartbeat"), big])
-        rows = [r for i in range(len(fed)) for r in ids_of(fed[i][0])]
-        assert Counter(rows) == Counter(range(100))
-    finally:
-        sender.close(linger=0)
-        context.term()
+def test_oversized_message_is_cut_off_by_the_socket(fed: FeedSequence, peer: zmq.Socket) -> None:
+    big = np.zeros(20 * 1024 * 1024, np.uint8)  # far above one batch's size
+    peer.send_multipart([header(t="heartbeat"), big])
+    rows = [r for i in range(len(fed)) for r in ids_of(fed[i][0])]
+    assert Counter(rows) == Counter(range(100))
 
 
 def test_raw_tcp_garbage_does_not_disturb_the_feed(fed: FeedSequence) -> None:

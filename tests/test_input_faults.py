@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ID_SIZE, ids_of, start_producer, write_id_dataset
-from zerofeed.consumer import FeedSequence
+from tests.conftest import ids_of, remote_feed, start_producer, write_id_dataset
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -34,17 +33,14 @@ def test_hung_file_bomb_and_vanished_file_are_bad_samples(tmp_path: Path) -> Non
         "0.2",
     )
     try:
-        with FeedSequence(
+        with remote_feed(
             manifest,
             batch_size=6,
-            image_size=ID_SIZE,
             shuffle=False,
             on_error="skip",
             bind=f"ipc://{tmp_path}/f.sock",
-            local_producers=0,
             lease_timeout=1.0,
             heartbeat_interval=0.2,
-            timeout=60,
         ) as seq:
             rows = ids_of(seq[0][0]) + ids_of(seq[1][0])
             assert rows == [0, 1, 2, 4, 6, 7, 9, 10, 11]

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of
-from zerofeed.consumer import FeedSequence
+from tests.conftest import ids_of, remote_feed
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -39,15 +38,7 @@ def producer(*args: str, env: dict[str, str] | None = None) -> Iterator[subproce
 
 
 def test_remote_producers_over_tcp_exactly_once(id_dataset: Path) -> None:
-    with FeedSequence(
-        id_dataset,
-        batch_size=9,
-        image_size=ID_SIZE,
-        seed=2,
-        bind="tcp://127.0.0.1:0",
-        local_producers=0,
-        timeout=60,
-    ) as seq:
+    with remote_feed(id_dataset, batch_size=9, seed=2) as seq:
         assert seq.endpoint.startswith("tcp://127.0.0.1:") and not seq.endpoint.endswith(":0")
         with producer(
             "--connect", seq.endpoint, "--workers", "2", "--data-root", str(id_dataset.parent)
@@ -70,24 +61,10 @@ def test_producer_started_first_takes_settings_from_environment(
         "ZEROFEED_DATA_ROOT": str(id_dataset.parent),
     }
     with producer(env=env):
-        with FeedSequence(
-            id_dataset,
-            batch_size=50,
-            image_size=ID_SIZE,
-            bind=endpoint,
-            local_producers=0,
-            timeout=60,
-        ) as seq:
+        with remote_feed(id_dataset, batch_size=50, bind=endpoint) as seq:
             assert sorted(ids_of(seq[0][0]) + ids_of(seq[1][0])) == list(range(100))
         # The same producer serves the next consumer once the first is gone.
-        with FeedSequence(
-            id_dataset,
-            batch_size=100,
-            image_size=ID_SIZE,
-            bind=endpoint,
-            local_producers=0,
-            timeout=60,
-        ) as seq:
+        with remote_feed(id_dataset, batch_size=100, bind=endpoint) as seq:
             assert sorted(ids_of(seq[0][0])) == list(range(100))
 
 
@@ -121,9 +98,7 @@ def test_no_producer_gives_a_clear_timeout(id_dataset: Path) -> None:
     from zerofeed.common.errors import FeedTimeoutError
 
     with (
-        FeedSequence(
-            id_dataset, batch_size=10, bind="tcp://127.0.0.1:0", local_producers=0, timeout=0.5
-        ) as seq,
+        remote_feed(id_dataset, batch_size=10, timeout=0.5) as seq,
         pytest.raises(FeedTimeoutError, match=r"no producer is connected.*zerofeed producer"),
     ):
         seq[0]

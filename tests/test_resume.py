@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of, start_producer
+from tests.conftest import ID_SIZE, ids_of, remote_feed, start_producer
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -46,14 +46,7 @@ def test_resume_at_an_epoch_and_batch_replays_the_same_data(id_dataset: Path) ->
 
 
 def test_producer_reconnects_to_a_restarted_consumer(id_dataset: Path) -> None:
-    with FeedSequence(
-        id_dataset,
-        batch_size=10,
-        image_size=ID_SIZE,
-        seed=1,
-        bind="tcp://127.0.0.1:0",
-        local_producers=0,
-    ) as first:
+    with remote_feed(id_dataset, batch_size=10, seed=1) as first:
         endpoint = first.endpoint
         producer = start_producer(
             endpoint, id_dataset.parent, "--heartbeat-interval", "0.2", "--reconnect-after", "2"
@@ -64,15 +57,7 @@ def test_producer_reconnects_to_a_restarted_consumer(id_dataset: Path) -> None:
             producer.kill()
             raise
     try:  # the consumer is gone, mid-stream; a new one binds the same address
-        with FeedSequence(
-            id_dataset,
-            batch_size=10,
-            image_size=ID_SIZE,
-            seed=1,
-            bind=endpoint,
-            local_producers=0,
-            timeout=60,
-        ) as second:
+        with remote_feed(id_dataset, batch_size=10, seed=1, bind=endpoint) as second:
             assert [ids_of(second[i][0]) for i in range(len(second))] == reference
             assert producer.poll() is None, "the same producer process served both"
     finally:

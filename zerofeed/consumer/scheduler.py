@@ -260,9 +260,7 @@ class Scheduler:
 
     def _validate(self, lease: Lease, result: Result) -> ReadyBatch:
         skipped_rows = [s.index for s in result.skipped]
-        if len(set(skipped_rows)) != len(skipped_rows) or not set(skipped_rows) <= set(
-            lease.rows.tolist()
-        ):
+        if skipped_rows and not _distinct_subset(skipped_rows, lease.rows):
             raise ProtocolError(
                 f"result for task {lease.task_id} skips rows that are not in the task"
             )
@@ -329,3 +327,8 @@ class Scheduler:
             self._awaited = {k for k in self._awaited if k >= position}
         self._floor = position
         self.epoch = position[0]
+
+
+def _distinct_subset(rows: list[int], of: np.ndarray) -> bool:
+    distinct = set(rows)
+    return len(distinct) == len(rows) and distinct <= set(of.tolist())

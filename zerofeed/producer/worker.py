@@ -36,6 +36,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("zerofeed.producer")
 
 _POLL_SECONDS = 0.2
+_BYE_LINGER_MS = 1000
 _TASK_SLACK = 4
 
 
@@ -94,6 +95,7 @@ class _Connection:
 
     def serve(self) -> None:
         heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        linger = 0
         try:
             self._socket.connect(self._config.endpoint)
             heartbeats.start()
@@ -111,11 +113,12 @@ class _Connection:
                 if self._pending:
                     self._work_one()
             self._send(Bye(returned=tuple(task.task_id for task in self._pending)))
+            linger = _BYE_LINGER_MS  # let BYE reach the consumer, so it need not find out later
         finally:
             self._closing.set()
             if heartbeats.is_alive():
                 heartbeats.join()
-            self._socket.close(linger=0)
+            self._socket.close(linger=linger)
 
     def _beat(self) -> None:
         interval = self._config.heartbeat_interval

@@ -545,3 +545,18 @@ def test_awaited_batch_lost_with_its_producer_is_reissued_past_a_full_queue() ->
     assert again.key == (0, 0), "the awaited batch must be re-issued despite the full queue"
     scheduler.result(B, answer(again))
     assert scheduler.take((0, 0)) is not None
+
+
+def test_closed_connection_loses_its_producers_at_once() -> None:
+    scheduler = make_scheduler()
+    scheduler.hello(A, Hello(producer="a", credits=2), 0.0, connection=7)
+    scheduler.hello(B, Hello(producer="b", credits=2), 0.0, connection=8)
+    leases = scheduler.assign()
+    held_by_a = [lease.key for lease in leases if lease.producer == A]
+    assert held_by_a
+    lost = scheduler.disconnected(7)
+    assert [p.identity for p in lost] == [A]
+    assert set(scheduler.producers) == {B}
+    assert scheduler.counters.producers_lost == 1
+    assert scheduler.counters.tasks_reissued == len(held_by_a)
+    assert scheduler.disconnected(7) == []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from zerofeed.common.errors import FeedTimeoutError, ProtocolError, ZerofeedError
 from zerofeed.common.protocol import (
@@ -75,6 +76,7 @@ class Dispatcher:
         self.wait_seconds = 0.0
         self._context = zmq.Context()
         self._socket = self._open_socket()
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
@@ -152,6 +154,8 @@ class Dispatcher:
         self._thread.join(timeout=10)
         for fd in (self._wake_read, self._wake_write):
             os.close(fd)
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=0)
         self._context.term()
 
@@ -186,6 +190,7 @@ class Dispatcher:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         tick_ms = max(10, int(self._settings.heartbeat_interval * 250))
         try:
             while not self._closing:
@@ -194,6 +199,8 @@ class Dispatcher:
                     os.read(self._wake_read, 4096)
                 if self._socket in events:
                     self._receive_burst()
+                if self._monitor in events:
+                    self._on_disconnects()
                 self._maintain()
         except BaseException as exc:  # surfaced to the training thread by get()
             if not self._closing:
@@ -220,7 +227,7 @@ class Dispatcher:
             return
         now = time.monotonic()
         if isinstance(message, Hello):
-            self._on_hello(identity, message, now)
+            self._on_hello(identity, message, now, _connection_of(frames[0]))
             return
         with self._lock:
             known = self._scheduler.heard_from(identity, now)
@@ -250,9 +257,26 @@ class Dispatcher:
                 ProtocolError(f"{type(message).__name__} is sent by consumers, not producers"),
             )
 
-    def _on_hello(self, identity: bytes, hello: Hello, now: float) -> None:
+    def _on_disconnects(self) -> None:
+        """A connection closed (a producer process died or left): its producers are lost now,
+        without waiting for their lease to run out."""
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            with self._lock:
+                lost = self._scheduler.disconnected(int(event["value"]))
+            for producer in lost:
+                log.warning(
+                    "producer %s disconnected; %d task(s) re-issued to others",
+                    producer.name,
+                    len(producer.tasks),
+                )
+
+    def _on_hello(self, identity: bytes, hello: Hello, now: float, connection: int | None) -> None:
         with self._lock:
-            producer = self._scheduler.hello(identity, hello, now)
+            producer = self._scheduler.hello(identity, hello, now, connection=connection)
             connected = len(self._scheduler.producers)
         self._send(
             identity,
@@ -307,3 +331,11 @@ class Dispatcher:
         except zmq.ZMQError as exc:  # EHOSTUNREACH (gone, ROUTER_MANDATORY) or EAGAIN (not reading)
             log.warning("cannot reach producer %s: %s", identity.hex(), exc.strerror)
             return False
+
+
+def _connection_of(frame: zmq.Frame) -> int | None:
+    """The file descriptor of the connection a message came in on (matches monitor events)."""
+    try:
+        return int(frame.get(zmq.SRCFD))
+    except (zmq.ZMQError, AttributeError, TypeError):
+        return None

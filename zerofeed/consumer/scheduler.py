@@ -33,6 +33,7 @@ class ProducerInfo:
     capacity: int
     capable: bool
     last_seen: float
+    connection: int | None = None
     tasks: set[int] = field(default_factory=set)
 
     @property
@@ -110,7 +111,9 @@ class Scheduler:
 
     # -- producers -------------------------------------------------------------------------------
 
-    def hello(self, identity: bytes, hello: Hello, now: float) -> ProducerInfo:
+    def hello(
+        self, identity: bytes, hello: Hello, now: float, *, connection: int | None = None
+    ) -> ProducerInfo:
         """Register (or re-register) a producer; a re-hello means it dropped what it held."""
         if identity in self.producers:
             self._release(self.producers.pop(identity))
@@ -120,6 +123,7 @@ class Scheduler:
             capacity=hello.credits,
             capable=self._required <= set(hello.transforms),
             last_seen=now,
+            connection=connection,
         )
         self.producers[identity] = producer
         return producer
@@ -145,6 +149,11 @@ class Scheduler:
         for producer in lost:
             self.lose(producer.identity)
         return lost
+
+    def disconnected(self, connection: int) -> list[ProducerInfo]:
+        """The connection (file descriptor) closed: the producers that spoke on it are lost."""
+        gone = [p.identity for p in self.producers.values() if p.connection == connection]
+        return [p for p in map(self.lose, gone) if p is not None]
 
     def lose(self, identity: bytes) -> ProducerInfo | None:
         """A producer is lost (silent past its lease, or unreachable): its tasks are re-queued."""

@@ -102,3 +102,18 @@ def test_no_producer_gives_a_clear_timeout(id_dataset: Path) -> None:
         pytest.raises(FeedTimeoutError, match=r"no producer is connected.*zerofeed producer"),
     ):
         seq[0]
+
+
+def test_waiting_without_producers_logs_how_to_start_one(
+    id_dataset: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zerofeed.common.errors import FeedTimeoutError
+
+    with (
+        remote_feed(id_dataset, batch_size=10, timeout=1.0, wait_log_interval=0.2) as seq,
+        pytest.raises(FeedTimeoutError),
+    ):
+        seq[0]
+    waits = [r.getMessage() for r in caplog.records if "no producer is connected" in r.getMessage()]
+    assert len(waits) >= 2, "the wait is reported at intervals"
+    assert f"zerofeed producer --connect {seq.endpoint}" in waits[0]

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +42,7 @@ log = logging.getLogger("zerofeed.consumer")
 
 _RECV_BURST = 256
 _LOGGED_REJECTIONS_PER_SENDER = 5
+_TRACKED_SENDERS = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +73,8 @@ class Dispatcher:
         self._arrived = threading.Condition(self._lock)
         self._failure: BaseException | None = None
         self._closing = False
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # by kind of fault
+        self._rejected_by_sender: OrderedDict[bytes, int] = OrderedDict()
         self.wait_seconds = 0.0
         self._context = zmq.Context()
         self._socket = self._open_socket()
@@ -305,10 +307,13 @@ class Dispatcher:
 
     def _reject(self, identity: bytes, kind: str, error: Exception) -> None:
         self.rejected[kind] += 1
-        sender = identity.hex()
-        self.rejected[f"sender:{sender}"] += 1
-        if self.rejected[f"sender:{sender}"] <= _LOGGED_REJECTIONS_PER_SENDER:
-            log.warning("rejected a message from peer %s: %s", sender, error)
+        # Bounded, so that a peer reconnecting under ever new identities cannot grow it.
+        seen = self._rejected_by_sender.pop(identity, 0) + 1
+        self._rejected_by_sender[identity] = seen
+        if len(self._rejected_by_sender) > _TRACKED_SENDERS:
+            self._rejected_by_sender.popitem(last=False)
+        if seen <= _LOGGED_REJECTIONS_PER_SENDER:
+            log.warning("rejected a message from peer %s: %s", identity.hex(), error)
 
     def _maintain(self) -> None:
         with self._lock:

@@ -285,9 +285,7 @@ class FeedSequence(keras.utils.PyDataset):
                 tasks_issued=counters.tasks_issued,
                 tasks_reissued=counters.tasks_reissued,
                 producers_lost=counters.producers_lost,
-                messages_rejected=sum(
-                    n for kind, n in self._dispatcher.rejected.items() if ":" not in kind
-                ),
+                messages_rejected=sum(self._dispatcher.rejected.values()),
                 peak_outstanding=counters.peak_outstanding,
                 epoch=self.epoch,
             )

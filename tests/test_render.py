@@ -148,15 +148,23 @@ def test_big_jpeg_is_decoded_at_reduced_scale(
 
 
 def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record the size of every decode, by Pillow or by the simplejpeg fast path."""
     sizes: list[tuple[int, int]] = []
-    load_rgb = decode.load_rgb
+    load_rgb, decode_fast = decode.load_rgb, decode.decode_jpeg_fast
 
     def spy(image: Image.Image) -> Image.Image:
         loaded = load_rgb(image)
         sizes.append(loaded.size)
         return loaded
 
+    def spy_fast(image: Image.Image, data: bytes, scale: int) -> Image.Image | None:
+        loaded = decode_fast(image, data, scale)
+        if loaded is not None:
+            sizes.append(loaded.size)
+        return loaded
+
     monkeypatch.setattr(decode, "load_rgb", spy)
+    monkeypatch.setattr(decode, "decode_jpeg_fast", spy_fast)
     return sizes
 
 

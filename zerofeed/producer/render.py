@@ -145,9 +145,16 @@ class Renderer:
             left, top, width, height = self._crop_box(decode.oriented_size(image), rng)
             upright_box = (left, top, left + width, top + height)
             box = decode.to_raw_box(upright_box, orientation, image.size)
-            factor = decode.draft(image, (width, height), (self._width, self._height))
+            region, out_size = (width, height), (self._width, self._height)
+            scale = decode.draft_scale(region, out_size)
+            decoded = decode.decode_jpeg_fast(image, data, scale)
+            if decoded is None:
+                factor = decode.draft(image, region, out_size)
+                decoded = decode.load_rgb(image)
+            else:
+                factor = 1.0 / scale
             size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
-            resized = decode.load_rgb(image).resize(
+            resized = decoded.resize(
                 size,
                 Image.Resampling.BILINEAR,
                 box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),

@@ -28,7 +28,7 @@ _VERSION = 1  # bump when the drawing changes: cached files of another version a
 _WIDTHS = (380, 640)
 _ASPECTS = (4 / 3, 3 / 2, 5 / 4, 16 / 10, 1.0, 3 / 4, 4 / 3, 3 / 2)
 _BANK = 1024
-_FINE_SIGMA = 11.0
+_FINE_SIGMA = 12.0
 _COARSE_SIGMA = 10.0
 
 

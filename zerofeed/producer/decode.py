@@ -168,7 +168,7 @@ def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, 
 
 
 def decode_jpeg_fast(image: Image.Image, data: bytes, scale: int) -> Image.Image | None:
-    """Decode a colour JPEG at ``1 / scale`` with libjpeg-turbo directly (simplejpeg).
+    """Decode a colour JPEG at ``1 / scale`` with libjpeg-turbo directly (simplejpeg), as RGBX.
 
     The pixels are the ones Pillow's own decoder gives (both use libjpeg-turbo's default DCT and
     upsampling), so producers with and without simplejpeg make identical batches. Returns None
@@ -181,13 +181,14 @@ def decode_jpeg_fast(image: Image.Image, data: bytes, scale: int) -> Image.Image
     size = (-(-width // scale), -(-height // scale))
     try:
         pixels = _simplejpeg.decode_jpeg(
-            data, colorspace="RGB", min_factor=scale, min_width=size[0], min_height=size[1]
+            data, colorspace="RGBX", min_factor=scale, min_width=size[0], min_height=size[1]
         )
     except ValueError as exc:  # simplejpeg's word for every libjpeg error
         raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
-    if pixels.shape != (size[1], size[0], 3):
+    if pixels.shape != (size[1], size[0], 4):
         return None
-    return Image.fromarray(pixels)
+    # RGBX is Pillow's own layout for RGB: the image shares the decoded buffer, no copy.
+    return Image.frombuffer("RGBX", size, pixels, "raw", "RGBX", 0, 1)
 
 
 def load_rgb(image: Image.Image) -> Image.Image:

@@ -118,10 +118,17 @@ class Renderer:
         path = pathlib.Path(path)
         image = self._geometry(path, _read(path), rng)
         image = self._photometric(image, rng)
-        pixels = self._apply_custom(path, image, rng)
+        result = self._apply_custom(path, image, rng)
         hflip = self._spec.horizontal_flip and rng.random() < 0.5
         vflip = self._spec.vertical_flip and rng.random() < 0.5
-        np.copyto(out, pixels[:: -1 if vflip else 1, :: -1 if hflip else 1])
+        if isinstance(result, np.ndarray):
+            np.copyto(out, result[:: -1 if vflip else 1, :: -1 if hflip else 1])
+            return
+        if hflip:  # Pillow's transpose is far cheaper than a negative-stride numpy copy
+            result = result.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if vflip:
+            result = result.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        np.copyto(out, np.frombuffer(result.tobytes(), np.uint8).reshape(out.shape))
 
     def _check_out(self, out: np.ndarray) -> None:
         expected = (self._height, self._width, 3)
@@ -160,6 +167,8 @@ class Renderer:
                 box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
                 reducing_gap=None,
             )
+        if resized.mode != "RGB":  # the fast decoder's RGBX: cheap to pack once it is small
+            resized = resized.convert("RGB")
         return decode.orient(resized, orientation)
 
     def _crop_box(
@@ -183,15 +192,13 @@ class Renderer:
 
     def _apply_custom(
         self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator
-    ) -> np.ndarray:
+    ) -> Image.Image | np.ndarray:
         current: Image.Image | np.ndarray = image
         for name, fn, params in self._custom:
             if isinstance(current, np.ndarray):
                 current = Image.fromarray(current)
             current = self._call_custom(path, name, fn, params, current, rng)
-        if isinstance(current, np.ndarray):
-            return current
-        return np.frombuffer(current.tobytes(), np.uint8).reshape(self._height, self._width, 3)
+        return current
 
     def _call_custom(
         self,

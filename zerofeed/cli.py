@@ -12,6 +12,7 @@ _USAGE = """usage: zerofeed COMMAND [options]
 commands:
   producer      decode and augment images for a consumer (zerofeed producer --help)
   sample-data   write a small sample image dataset (zerofeed sample-data --help)
+  keys          make CURVE key pairs for authenticated, encrypted feeds (zerofeed keys --help)
 """
 
 
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zerofeed.sampledata import main as sample_main
 
         return sample_main(args)
+    if command == "keys":
+        from zerofeed.common.curve import main as keys_main
+
+        return keys_main(args)
     sys.stderr.write(_USAGE)
     return 0 if command in ("-h", "--help") else 2
 

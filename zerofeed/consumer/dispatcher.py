@@ -15,13 +15,15 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from zerofeed.common.curve import KeyPair
 from zerofeed.common.errors import FeedTimeoutError, ProtocolError, ZerofeedError
 from zerofeed.common.protocol import (
     Bye,
@@ -34,6 +36,7 @@ from zerofeed.common.protocol import (
     decode,
     encode,
 )
+from zerofeed.consumer.auth import CurveAuthenticator
 from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, Scheduler
 
 __all__ = ["Dispatcher", "DispatcherSettings"]
@@ -42,6 +45,11 @@ log = logging.getLogger("zerofeed.consumer")
 
 _RECV_BURST = 256
 _LOGGED_REJECTIONS_PER_SENDER = 5
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 _TRACKED_SENDERS = 1024
 
 
@@ -53,6 +61,16 @@ class DispatcherSettings:
     max_message_size: int
     heartbeat_interval: float = 1.0
     wait_log_interval: float = 10.0
+    curve: CurveServer | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurveServer:
+    """CurveZMQ for the consumer's socket: its key pair and the folder of accepted producer keys."""
+
+    keys: KeyPair
+    authorized: Path
+    also_authorized: frozenset[bytes] = frozenset()  # e.g. the local producers' own key
 
 
 class Dispatcher:
@@ -78,7 +96,8 @@ class Dispatcher:
         self.wait_seconds = 0.0
         self._context = zmq.Context()
         self._socket = self._open_socket()
-        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
+        self.handshakes_failed = 0
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
@@ -87,6 +106,16 @@ class Dispatcher:
 
     def _open_socket(self) -> zmq.Socket:
         socket = self._context.socket(zmq.ROUTER)
+        curve = self._settings.curve
+        self._auth = (
+            CurveAuthenticator(self._context, curve.authorized, curve.also_authorized)
+            if curve
+            else None
+        )
+        if curve is not None:
+            socket.curve_server = True
+            socket.curve_publickey = curve.keys.public
+            socket.curve_secretkey = curve.keys.secret
         socket.linger = 0
         socket.router_mandatory = 1
         socket.maxmsgsize = self._settings.max_message_size
@@ -95,6 +124,8 @@ class Dispatcher:
             socket.bind(self._settings.bind)
         except zmq.ZMQError as exc:
             socket.close(linger=0)
+            if self._auth is not None:
+                self._auth.close()
             self._context.term()
             raise ZerofeedError(
                 f"cannot bind {self._settings.bind!r}: {exc}. Choose a free port (port 0 picks one), "
@@ -132,6 +163,11 @@ class Dispatcher:
             self.wait_seconds += time.monotonic() - started
         return batch
 
+    @property
+    def connections_refused(self) -> int:
+        """Connections that failed their handshake (CURVE refusals included)."""
+        return self.handshakes_failed
+
     def set_hint(self, hint: str) -> None:
         """What the "no producer connected" message suggests doing."""
         self._hint = hint
@@ -158,6 +194,8 @@ class Dispatcher:
             os.close(fd)
         self._socket.disable_monitor()
         self._monitor.close(linger=0)
+        if self._auth is not None:
+            self._auth.close()
         self._socket.close(linger=0)
         self._context.term()
 
@@ -193,6 +231,8 @@ class Dispatcher:
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
+        if self._auth is not None:
+            poller.register(self._auth.socket, zmq.POLLIN)
         tick_ms = max(10, int(self._settings.heartbeat_interval * 250))
         try:
             while not self._closing:
@@ -202,7 +242,9 @@ class Dispatcher:
                 if self._socket in events:
                     self._receive_burst()
                 if self._monitor in events:
-                    self._on_disconnects()
+                    self._on_socket_events()
+                if self._auth is not None and self._auth.socket in events:
+                    self._auth.handle_pending()
                 self._maintain()
         except BaseException as exc:  # surfaced to the training thread by get()
             if not self._closing:
@@ -259,14 +301,17 @@ class Dispatcher:
                 ProtocolError(f"{type(message).__name__} is sent by consumers, not producers"),
             )
 
-    def _on_disconnects(self) -> None:
+    def _on_socket_events(self) -> None:
         """A connection closed (a producer process died or left): its producers are lost now,
-        without waiting for their lease to run out."""
+        without waiting for their lease to run out. A handshake failed: a refusal, logged."""
         while True:
             try:
                 event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if event["event"] & _HANDSHAKE_FAILED:
+                self._on_failed_handshake(event)
+                continue
             with self._lock:
                 lost = self._scheduler.disconnected(int(event["value"]))
             for producer in lost:
@@ -275,6 +320,21 @@ class Dispatcher:
                     producer.name,
                     len(producer.tasks),
                 )
+
+    def _on_failed_handshake(self, event: Mapping[str, Any]) -> None:
+        self.handshakes_failed += 1
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return  # the authenticator has logged it, with the key it refused
+        if self.handshakes_failed <= _LOGGED_REJECTIONS_PER_SENDER * 4:
+            secure = "CURVE" if self._settings.curve else "no encryption"
+            log.warning(
+                "a connection to %s failed its handshake (%s; this consumer expects %s): a "
+                "producer without the right keys (--server-key, --secret-key), or not a "
+                "zerofeed producer at all",
+                self.endpoint,
+                zmq.Event(event["event"]).name,
+                secure,
+            )
 
     def _on_hello(self, identity: bytes, hello: Hello, now: float, connection: int | None) -> None:
         with self._lock:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 
 from zerofeed.common.errors import ConfigError
 
-__all__ = ["connect_address", "private_endpoint", "validate_bind"]
+__all__ = ["connect_address", "private_endpoint", "validate_bind", "warn_if_exposed"]
+
+log = logging.getLogger("zerofeed.consumer")
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\*|\d+)$")
 _WILDCARD_HOSTS = ("0.0.0.0", "*", "[::]")
@@ -41,3 +45,29 @@ def connect_address(endpoint: str) -> str:
         return endpoint
     host = "[::1]" if match["host"] == "[::]" else "127.0.0.1"
     return f"tcp://{host}:{match['port']}"
+
+
+def warn_if_exposed(endpoint: str, *, encrypted: bool) -> None:
+    """Log a prominent warning when a plain-text endpoint listens beyond this machine."""
+    match = _TCP.match(endpoint)
+    if encrypted or match is None or _is_loopback(match["host"]):
+        return
+    log.warning(
+        "zerofeed is listening on %s WITHOUT authentication or encryption: anyone who can reach "
+        "this port can send batches to your model and read what is sent. Turn on CURVE: "
+        "`zerofeed keys generate keys/trainer` and `zerofeed keys generate keys/producers`, then "
+        "FeedSequence(..., server_secret_key='keys/trainer/zerofeed.key_secret', "
+        "authorized_keys='keys/producers') and `zerofeed producer --server-key "
+        "keys/trainer/zerofeed.key --secret-key keys/producers/zerofeed.key_secret ...` "
+        "(see docs/security.md).",
+        endpoint,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or interface name: assume it is reachable

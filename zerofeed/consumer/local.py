@@ -37,6 +37,7 @@ class _Launch:
     data_root: Path | None
     plugins: tuple[str, ...]
     heartbeat_interval: float
+    credentials: tuple[Path, Path] | None
 
 
 class LocalProducers:
@@ -50,13 +51,16 @@ class LocalProducers:
         data_root: Path | None,
         plugins: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
+        credentials: tuple[Path, Path] | None = None,
     ) -> None:
+        """``credentials``: (the consumer's public key file, the producers' secret key file)."""
         launch = _Launch(
             endpoint=endpoint,
             workers=workers,
             data_root=data_root,
             plugins=plugins,
             heartbeat_interval=heartbeat_interval,
+            credentials=credentials,
         )
         self._process = subprocess.Popen(
             _command(launch),
@@ -113,6 +117,9 @@ def _command(launch: _Launch) -> list[str]:
         command += ["--data-root", str(launch.data_root)]
     for plugin in launch.plugins:
         command += ["--plugin", plugin]
+    if launch.credentials is not None:
+        server_key, secret_key = launch.credentials
+        command += ["--server-key", str(server_key), "--secret-key", str(secret_key)]
     return command
 
 

@@ -16,13 +16,19 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from zerofeed.common.curve import generate, load_public, load_secret
 from zerofeed.common.errors import BadSampleError, ConfigError, ZerofeedError
 from zerofeed.common.manifest import Manifest, load_manifest, validate_label_mode
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import DTYPES, MAX_HEADER_BYTES, Task
 from zerofeed.common.transforms import parse_augment
-from zerofeed.consumer.dispatcher import Dispatcher, DispatcherSettings
-from zerofeed.consumer.endpoints import connect_address, private_endpoint, validate_bind
+from zerofeed.consumer.dispatcher import CurveServer, Dispatcher, DispatcherSettings
+from zerofeed.consumer.endpoints import (
+    connect_address,
+    private_endpoint,
+    validate_bind,
+    warn_if_exposed,
+)
 from zerofeed.consumer.local import LocalProducers, default_worker_count
 from zerofeed.consumer.scheduler import Lease, ReadyBatch, Scheduler
 from zerofeed.consumer.stats import FeedStats, SkippedSample
@@ -71,6 +77,9 @@ class FeedSequence(keras.utils.PyDataset):
             are handed to others.
         heartbeat_interval: seconds between producer heartbeats (local producers).
         wait_log_interval: seconds between "still waiting" log messages.
+        server_secret_key: this consumer's CURVE ``.key_secret`` file (``zerofeed keys generate``);
+            with ``authorized_keys``, producers must authenticate and all traffic is encrypted.
+        authorized_keys: a folder of the public ``.key`` files of the producers accepted.
         initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming from a
             checkpoint; :meth:`seek` also resumes mid-epoch.
     """
@@ -96,6 +105,8 @@ class FeedSequence(keras.utils.PyDataset):
         heartbeat_interval: float = 1.0,
         wait_log_interval: float = 10.0,
         initial_epoch: int = 0,
+        server_secret_key: str | Path | None = None,
+        authorized_keys: str | Path | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         _check_settings(
@@ -133,16 +144,18 @@ class FeedSequence(keras.utils.PyDataset):
         self._state_lock = threading.Lock()
         self._closed = False
         workers = _resolve_local_producers(local_producers)
-        self._private_dir = tempfile.mkdtemp(prefix="zerofeed-") if bind is None else None
-        endpoint = (
-            validate_bind(bind) if bind is not None else private_endpoint(str(self._private_dir))
-        )
+        self._folders: list[str] = []
+        if bind is None:
+            self._folders.append(tempfile.mkdtemp(prefix="zerofeed-"))
+        endpoint = private_endpoint(self._folders[0]) if bind is None else validate_bind(bind)
+        curve, local_credentials = self._curve(server_secret_key, authorized_keys, workers)
         self._dispatcher = Dispatcher(
             DispatcherSettings(
                 bind=endpoint,
                 max_message_size=self._max_message_size(),
                 heartbeat_interval=heartbeat_interval,
                 wait_log_interval=wait_log_interval,
+                curve=curve,
             ),
             Scheduler(
                 plan_for=self._plan,
@@ -157,6 +170,7 @@ class FeedSequence(keras.utils.PyDataset):
             self._make_task,
         )
         self._dispatcher.set_hint(self._hint(workers))
+        warn_if_exposed(self._dispatcher.endpoint, encrypted=curve is not None)
         try:
             self._local = (
                 LocalProducers(
@@ -165,15 +179,16 @@ class FeedSequence(keras.utils.PyDataset):
                     data_root=self.manifest.root,
                     plugins=tuple(plugins),
                     heartbeat_interval=heartbeat_interval,
+                    credentials=local_credentials,
                 )
                 if workers
                 else None
             )
         except BaseException:
-            _release(self._dispatcher, None, self._private_dir)
+            _release(self._dispatcher, None, tuple(self._folders))
             raise
         self._finalizer = weakref.finalize(
-            self, _release, self._dispatcher, self._local, self._private_dir
+            self, _release, self._dispatcher, self._local, tuple(self._folders)
         )
 
     # -- the PyDataset interface -----------------------------------------------------------------
@@ -286,6 +301,7 @@ class FeedSequence(keras.utils.PyDataset):
                 tasks_reissued=counters.tasks_reissued,
                 producers_lost=counters.producers_lost,
                 messages_rejected=sum(self._dispatcher.rejected.values()),
+                connections_refused=self._dispatcher.connections_refused,
                 peak_outstanding=counters.peak_outstanding,
                 epoch=self.epoch,
             )
@@ -372,6 +388,31 @@ class FeedSequence(keras.utils.PyDataset):
                 skipped.reason,
             )
 
+    def _curve(
+        self, server_secret_key: str | Path | None, authorized_keys: str | Path | None, workers: int
+    ) -> tuple[CurveServer | None, tuple[Path, Path] | None]:
+        """CURVE settings for the socket, and key files for the local producers (if any)."""
+        if server_secret_key is None and authorized_keys is None:
+            return None, None
+        if server_secret_key is None or authorized_keys is None:
+            raise ConfigError(
+                "CURVE needs both server_secret_key (this consumer's .key_secret file) and "
+                "authorized_keys (a folder of producers' public .key files); make keys with "
+                "`zerofeed keys generate DIR`"
+            )
+        keys = load_secret(Path(server_secret_key))
+        if not workers:
+            return CurveServer(keys=keys, authorized=Path(authorized_keys)), None
+        folder = tempfile.mkdtemp(prefix="zerofeed-keys-")  # 0700: only this user reads it
+        self._folders.append(folder)
+        public, secret = generate(Path(folder), "local-producers")
+        server = CurveServer(
+            keys=keys,
+            authorized=Path(authorized_keys),
+            also_authorized=frozenset({load_public(public)}),
+        )
+        return server, (Path(server_secret_key), secret)
+
     def _max_message_size(self) -> int:
         height, width = self.image_size
         itemsize = np.dtype(self.dtype).itemsize
@@ -386,15 +427,17 @@ class FeedSequence(keras.utils.PyDataset):
         )
 
 
-def _release(dispatcher: Dispatcher, local: LocalProducers | None, private_dir: str | None) -> None:
+def _release(
+    dispatcher: Dispatcher, local: LocalProducers | None, folders: tuple[str, ...]
+) -> None:
     """Stop everything a FeedSequence started (run by close(), garbage collection or exit)."""
     try:
         if local is not None:
             local.close()
     finally:
         dispatcher.close()
-        if private_dir is not None:
-            shutil.rmtree(private_dir, ignore_errors=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _resolve_local_producers(value: int | str) -> int:

@@ -32,6 +32,8 @@ class FeedStats:
         tasks_reissued: tasks handed to another producer after theirs was lost or left.
         producers_lost: producers declared lost after missing their lease.
         messages_rejected: messages refused as malformed, unexpected or not matching a lease.
+        connections_refused: connections refused by CURVE authentication or failing their
+            handshake (a producer without the right keys).
         peak_outstanding: the most batches ever in flight or held at once (bounded by max_queue_size,
             plus one batch asked for out of turn).
         epoch: the current epoch.
@@ -46,5 +48,6 @@ class FeedStats:
     tasks_reissued: int
     producers_lost: int
     messages_rejected: int
+    connections_refused: int
     peak_outstanding: int
     epoch: int

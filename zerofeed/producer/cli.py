@@ -83,6 +83,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             help=f"{text} (default {default}) [ZEROFEED_{variable}]",
         )
     parser.add_argument(
+        "--server-key",
+        type=Path,
+        default=optional("SERVER_KEY"),
+        help="the consumer's public CURVE key file; with --secret-key, turns on authentication "
+        "and encryption [ZEROFEED_SERVER_KEY]",
+    )
+    parser.add_argument(
+        "--secret-key",
+        type=Path,
+        default=optional("SECRET_KEY"),
+        help="this producer's .key_secret file [ZEROFEED_SECRET_KEY]",
+    )
+    parser.add_argument(
         "--name",
         default=optional("NAME"),
         help="name shown in the consumer's logs (default host:pid) [ZEROFEED_NAME]",
@@ -109,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         reconnect_after=args.reconnect_after,
         sample_timeout=args.sample_timeout,
         max_pixels=args.max_pixels,
+        server_key=args.server_key,
+        secret_key=args.secret_key,
         exit_with_parent=args.exit_with_parent,
         name=args.name,
     )
@@ -121,6 +136,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
     try:
         config = config_from_args(args)
+        if config.server_key is not None and config.secret_key is not None:
+            from zerofeed.common.curve import load_public, load_secret
+
+            load_public(config.server_key)  # fail here, once, with a clear message
+            load_secret(config.secret_key)
         if config.plugins:
             from zerofeed.producer.plugins import load_plugins
 

@@ -27,6 +27,8 @@ class ProducerConfig:
             (kind ``"timeout"``); 0 turns the limit off.
         max_pixels: images with more pixels are refused (kind ``"too_large"``), before decoding:
             Pillow's decompression-bomb limit.
+        server_key: the consumer's public CURVE key file (turns on authentication and encryption).
+        secret_key: this producer's ``.key_secret`` file; needed with ``server_key``.
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
     """
@@ -40,6 +42,8 @@ class ProducerConfig:
     reconnect_after: float = 10.0
     sample_timeout: float = 30.0
     max_pixels: int = 89_478_485
+    server_key: Path | None = None
+    secret_key: Path | None = None
     exit_with_parent: bool = False
     name: str | None = None
 
@@ -61,6 +65,11 @@ class ProducerConfig:
             raise ConfigError(
                 f"sample_timeout must be >= 0 and max_pixels >= 1, got {self.sample_timeout} "
                 f"and {self.max_pixels}"
+            )
+        if (self.server_key is None) != (self.secret_key is None):
+            raise ConfigError(
+                "CURVE needs both --server-key (the consumer's public .key) and --secret-key "
+                "(this producer's .key_secret); make them with `zerofeed keys generate DIR`"
             )
         if self.data_root is not None and not self.data_root.is_dir():
             raise ConfigError(f"data root {str(self.data_root)!r} is not a directory")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import zmq
 
+from zerofeed.common.curve import load_public, load_secret
 from zerofeed.common.errors import ProtocolError
 from zerofeed.common.protocol import (
     Bye,
@@ -59,6 +60,11 @@ class Worker:
         self._transforms = transforms
         self._should_stop = should_stop
         self._parent_sentinel = parent_sentinel
+        self._curve = (
+            (load_public(config.server_key), load_secret(config.secret_key))
+            if config.server_key is not None and config.secret_key is not None
+            else None
+        )
 
     def run(self) -> None:
         """Serve until stopped; each loop is one connection (a new one after a silent consumer)."""
@@ -84,6 +90,11 @@ class _Connection:
         self._worker = worker
         self._config = worker._config
         self._socket = context.socket(zmq.DEALER)
+        if worker._curve is not None:
+            server_public, keys = worker._curve
+            self._socket.curve_serverkey = server_public
+            self._socket.curve_publickey = keys.public
+            self._socket.curve_secretkey = keys.secret
         self._socket.linger = 0
         self._socket.sndhwm = self._socket.rcvhwm = 1000
         self._pending: deque[Task] = deque()

@@ -254,6 +254,28 @@ class FeedSequence(keras.utils.PyDataset):
 
     # -- public extras ---------------------------------------------------------------------------
 
+    def as_tf_dataset(self) -> Any:
+        """A ``tf.data.Dataset`` over this feed, for custom loops and ``distribute`` strategies.
+
+        Each pass over it is one epoch (it calls ``on_epoch_end`` at the end); its
+        ``element_spec`` gives the batch shapes with a variable batch dimension.
+        """
+        import tensorflow as tf
+
+        def one_epoch() -> Any:
+            for index in range(len(self)):
+                yield self[index]
+            self.on_epoch_end()
+
+        images = tf.TensorSpec((None, *self.image_size, 3), tf.as_dtype(self.dtype))
+        label_shape = self.manifest.batch_labels(np.zeros(1, np.int64), self.label_mode)
+        if label_shape is None:
+            signature: Any = (images,)
+        else:
+            labels = tf.TensorSpec((None, *label_shape.shape[1:]), tf.as_dtype(label_shape.dtype))
+            signature = (images, labels)
+        return tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
+
     def seek(self, epoch: int, batch: int = 0) -> None:
         """Resume at batch ``batch`` of ``epoch``, with the data order and augmentation it had.
 

@@ -43,6 +43,9 @@ class BatchMaker:
         self._transforms = transforms
         self._sample_timeout = sample_timeout
         self._renderers: dict[bytes, Renderer] = {}
+        self.stage_seconds: dict[str, float] = {}  # read, decode, augment: summed over samples
+        self.images_made = 0
+        self.batches_made = 0
 
     def make(self, task: Task) -> Result:
         """The result of ``task``; bad samples are listed as skipped, never raised."""
@@ -71,6 +74,8 @@ class BatchMaker:
                     "storage); raise --sample-timeout if such files are legitimately slow"
                 )
                 skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
+        self.images_made += count
+        self.batches_made += 1
         return Result(
             task_id=task.task_id,
             count=count,
@@ -85,7 +90,12 @@ class BatchMaker:
             if len(self._renderers) >= _MAX_RENDERERS:
                 self._renderers.clear()
             spec = TransformSpec.from_wire(task.augment)
-            renderer = Renderer(image_size=task.image_size, spec=spec, transforms=self._transforms)
+            renderer = Renderer(
+                image_size=task.image_size,
+                spec=spec,
+                transforms=self._transforms,
+                stage_seconds=self.stage_seconds,
+            )
             self._renderers[key] = renderer
         return renderer
 

@@ -72,6 +72,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             "seconds one image may take before it is reported as a bad sample (0: no limit)",
         ),
         ("max-pixels", int, "89478485", "images with more pixels are refused before decoding"),
+        (
+            "report-interval",
+            float,
+            "10",
+            "seconds between throughput reports in the log, also "
+            "sent on SIGUSR1 (0: on request only)",
+        ),
     ]
     for flag, kind, default, text in numeric:
         variable = flag.upper().replace("-", "_")
@@ -122,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         reconnect_after=args.reconnect_after,
         sample_timeout=args.sample_timeout,
         max_pixels=args.max_pixels,
+        report_interval=args.report_interval,
         server_key=args.server_key,
         secret_key=args.secret_key,
         exit_with_parent=args.exit_with_parent,

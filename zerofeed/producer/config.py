@@ -29,6 +29,8 @@ class ProducerConfig:
             Pillow's decompression-bomb limit.
         server_key: the consumer's public CURVE key file (turns on authentication and encryption).
         secret_key: this producer's ``.key_secret`` file; needed with ``server_key``.
+        report_interval: seconds between the workers' throughput reports in the log (also on
+            SIGUSR1); 0 reports only on request.
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
     """
@@ -44,6 +46,7 @@ class ProducerConfig:
     max_pixels: int = 89_478_485
     server_key: Path | None = None
     secret_key: Path | None = None
+    report_interval: float = 10.0
     exit_with_parent: bool = False
     name: str | None = None
 

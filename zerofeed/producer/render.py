@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import pathlib
 import struct
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,10 +87,14 @@ class Renderer:
         image_size: tuple[int, int],
         spec: TransformSpec,
         transforms: Mapping[str, CustomTransform] | None = None,
+        stage_seconds: dict[str, float] | None = None,
     ) -> None:
+        """``stage_seconds``, if given, accumulates the time spent in ``read``, ``decode`` (with
+        the crop and resize) and ``augment`` (everything after), for the producer's reports."""
         self._height, self._width = _check_image_size(image_size)
         self._spec = spec
         self._custom = _bind_custom(spec, transforms or {})
+        self._stages = stage_seconds if stage_seconds is not None else {}
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -116,7 +121,23 @@ class Renderer:
         """
         self._check_out(out)
         path = pathlib.Path(path)
-        image = self._geometry(path, _read(path), rng)
+        started = time.perf_counter()
+        data = _read(path)
+        read = time.perf_counter()
+        image = self._geometry(path, data, rng)
+        decoded = time.perf_counter()
+        self._stages["read"] = self._stages.get("read", 0.0) + read - started
+        self._stages["decode"] = self._stages.get("decode", 0.0) + decoded - read
+        try:
+            self._augment_into(path, image, rng, out)
+        finally:
+            self._stages["augment"] = (
+                self._stages.get("augment", 0.0) + time.perf_counter() - decoded
+            )
+
+    def _augment_into(
+        self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator, out: np.ndarray
+    ) -> None:
         image = self._photometric(image, rng)
         result = self._apply_custom(path, image, rng)
         hflip = self._spec.horizontal_flip and rng.random() < 0.5

@@ -46,6 +46,8 @@ def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) ->
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    report_requested = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: report_requested.set())
     transforms = load_plugins(config.plugins)
     parent = multiprocessing.parent_process()
     Worker(
@@ -59,6 +61,7 @@ def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) ->
         transforms=tuple(sorted(transforms)),
         should_stop=lambda: terminated.is_set() or stop.is_set(),
         parent_sentinel=parent.sentinel if parent is not None else None,
+        report_requested=report_requested,
     ).run()
 
 
@@ -114,6 +117,13 @@ class Supervisor:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGUSR1, self._forward_report_request)
+
+    def _forward_report_request(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGUSR1 to the producer: every worker logs its report now."""
+        for pid in multiprocessing.active_children():
+            if pid.pid is not None:
+                os.kill(pid.pid, signal.SIGUSR1)
 
     def _watch_stdin(self) -> None:
         try:

@@ -31,6 +31,7 @@ from zerofeed.common.protocol import (
 )
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.report import ProducerReport
 
 __all__ = ["Worker"]
 
@@ -53,6 +54,7 @@ class Worker:
         transforms: tuple[str, ...],
         should_stop: Callable[[], bool],
         parent_sentinel: int | None = None,
+        report_requested: threading.Event | None = None,
     ) -> None:
         self._config = config
         self._name = name
@@ -60,6 +62,9 @@ class Worker:
         self._transforms = transforms
         self._should_stop = should_stop
         self._parent_sentinel = parent_sentinel
+        self.report = ProducerReport(
+            name, maker, interval=config.report_interval, requested=report_requested
+        )
         self._curve = (
             (load_public(config.server_key), load_secret(config.secret_key))
             if config.server_key is not None and config.secret_key is not None
@@ -123,6 +128,7 @@ class _Connection:
                     return
                 if self._pending:
                     self._work_one()
+                self._worker.report.log_if_due(len(self._pending), self._config.prefetch)
             self._send(Bye(returned=tuple(task.task_id for task in self._pending)))
             linger = _BYE_LINGER_MS  # let BYE reach the consumer, so it need not find out later
         finally:
@@ -204,7 +210,9 @@ class _Connection:
     def _work_one(self) -> None:
         task = self._pending.popleft()
         result = self._worker._maker.make(task)
+        started = time.perf_counter()
         self._send_frames(encode(result), copy=False)
+        self._worker.report.add_send(time.perf_counter() - started)
 
     def _send(self, message: Message) -> None:
         self._send_frames(encode(message), copy=True)

@@ -139,3 +139,89 @@ def test_producers_report_throughput_and_stage_times(tmp_path: Path) -> None:
     reports = [line for line in log_text.splitlines() if "images/s" in line]
     assert reports, log_text
     assert "ms per image: read" in reports[-1] and "decode" in reports[-1]
+
+
+def test_zerofeed_status_prints_the_live_state(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from zerofeed.status import ask
+
+    manifest = write_id_dataset(tmp_path, 40)
+    with FeedSequence(
+        manifest,
+        batch_size=10,
+        image_size=ID_SIZE,
+        local_producers=1,
+        bind="tcp://127.0.0.1:0",
+        seed=0,
+    ) as feed:
+        for i in range(len(feed)):
+            feed[i]
+        state = ask(feed.endpoint)
+        assert state["images_delivered"] == 40
+        assert len(state["producers"]) == 1
+        printed = subprocess.run(
+            [sys.executable, "-m", "zerofeed", "status", feed.endpoint],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert printed.returncode == 0, printed.stderr
+    assert "delivered 40 images" in printed.stdout and "1 producer worker" in printed.stdout
+    silent = subprocess.run(
+        [sys.executable, "-m", "zerofeed", "status", "tcp://127.0.0.1:1", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert silent.returncode == 1 and "no answer" in silent.stderr
+
+
+def test_prometheus_metrics_of_consumer_and_producers(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import remote_feed
+
+    def scrape(port: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            return reply.read().decode()
+
+    with socket.socket() as probe:  # a free base port for the producer's worker
+        probe.bind(("127.0.0.1", 0))
+        producer_port = probe.getsockname()[1]
+    manifest = write_id_dataset(tmp_path, 30)
+    with remote_feed(manifest, batch_size=10, metrics_port=0) as feed:
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zerofeed",
+                "producer",
+                "--connect",
+                feed.endpoint,
+                "--workers",
+                "1",
+                "--data-root",
+                str(tmp_path),
+                "--metrics-port",
+                str(producer_port),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for i in range(len(feed)):
+                feed[i]
+            consumer_text = scrape(feed.metrics_port)
+            producer_text = scrape(producer_port)
+        finally:
+            producer.send_signal(signal.SIGTERM)
+            producer.wait(timeout=30)
+    assert "zerofeed_images_delivered_total 30.0" in consumer_text
+    assert "zerofeed_producers_connected 1.0" in consumer_text
+    assert 'zerofeed_producer_images_total{worker="' in producer_text
+    assert 'stage="decode"' in producer_text

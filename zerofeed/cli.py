@@ -12,6 +12,7 @@ _USAGE = """usage: zerofeed COMMAND [options]
 commands:
   producer      decode and augment images for a consumer (zerofeed producer --help)
   sample-data   write a small sample image dataset (zerofeed sample-data --help)
+  status        the live state of a running consumer (zerofeed status ENDPOINT)
   keys          make CURVE key pairs for authenticated, encrypted feeds (zerofeed keys --help)
 """
 
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zerofeed.sampledata import main as sample_main
 
         return sample_main(args)
+    if command == "status":
+        from zerofeed.status import main as status_main
+
+        return status_main(args)
     if command == "keys":
         from zerofeed.common.curve import main as keys_main
 

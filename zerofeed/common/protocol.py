@@ -28,6 +28,8 @@ __all__ = [
     "Message",
     "Result",
     "Skipped",
+    "Status",
+    "StatusRequest",
     "Task",
     "Unknown",
     "Welcome",
@@ -115,7 +117,19 @@ class Bye:
     returned: tuple[int, ...] = ()
 
 
-Message = Hello | Welcome | Heartbeat | Unknown | Task | Result | Bye
+@dataclass(frozen=True, kw_only=True)
+class StatusRequest:
+    """Anyone → consumer (``zerofeed status``): how is the feed doing?"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status:
+    """Consumer → asker: the feed's live state, a map of plain values (see ``zerofeed status``)."""
+
+    state: dict[str, Any]
+
+
+Message = Hello | Welcome | Heartbeat | Unknown | Task | Result | Bye | StatusRequest | Status
 
 
 def encode(message: Message) -> list[Any]:
@@ -159,6 +173,10 @@ def encode(message: Message) -> list[Any]:
                 "skipped": [[s.index, s.kind, s.reason] for s in message.skipped],
             }
             return [msgpack.packb(header), message.images]
+        case StatusRequest():
+            header["t"] = "status_request"
+        case Status():
+            header |= {"t": "status", "state": message.state}
         case Bye():
             header |= {"t": "bye", "returned": list(message.returned)}
     return [msgpack.packb(header)]
@@ -336,6 +354,14 @@ def _bye(f: _Fields, _: Sequence[Any]) -> Bye:
     return Bye(returned=tuple(returned))
 
 
+def _status_request(f: _Fields, _: Sequence[Any]) -> StatusRequest:
+    return StatusRequest()
+
+
+def _status(f: _Fields, _: Sequence[Any]) -> Status:
+    return Status(state=f.map("state"))
+
+
 _PARSERS: dict[str, Callable[[_Fields, Sequence[Any]], Message]] = {
     "hello": _hello,
     "welcome": _welcome,
@@ -344,4 +370,6 @@ _PARSERS: dict[str, Callable[[_Fields, Sequence[Any]], Message]] = {
     "task": _task,
     "result": _result,
     "bye": _bye,
+    "status_request": _status_request,
+    "status": _status,
 }

@@ -30,6 +30,8 @@ from zerofeed.common.protocol import (
     Heartbeat,
     Hello,
     Result,
+    Status,
+    StatusRequest,
     Task,
     Unknown,
     Welcome,
@@ -86,6 +88,7 @@ class Dispatcher:
         self.scheduler = self._scheduler = scheduler
         self._make_task = make_task
         self._hint = ""
+        self._status_source: Callable[[], dict[str, Any]] = dict
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -167,6 +170,18 @@ class Dispatcher:
     def connections_refused(self) -> int:
         """Connections that failed their handshake (CURVE refusals included)."""
         return self.handshakes_failed
+
+    def set_status_source(self, source: Callable[[], dict[str, Any]]) -> None:
+        """What ``zerofeed status`` is told (called on the I/O thread, without the lock held)."""
+        self._status_source = source
+
+    def producer_table(self) -> list[dict[str, Any]]:
+        """The connected producers and the tasks each holds."""
+        with self._lock:
+            return [
+                {"name": p.name, "tasks": len(p.tasks), "capacity": p.capacity}
+                for p in self._scheduler.producers.values()
+            ]
 
     def set_hint(self, hint: str) -> None:
         """What the "no producer connected" message suggests doing."""
@@ -270,6 +285,9 @@ class Dispatcher:
             self._reject(identity, "malformed", exc)
             return
         now = time.monotonic()
+        if isinstance(message, StatusRequest):
+            self._send(identity, encode(Status(state=self._status_source())))
+            return
         if isinstance(message, Hello):
             self._on_hello(identity, message, now, _connection_of(frames[0]))
             return

@@ -8,7 +8,9 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,7 @@ import numpy as np
 from zerofeed.common.curve import generate, load_public, load_secret
 from zerofeed.common.errors import BadSampleError, ConfigError, ZerofeedError
 from zerofeed.common.manifest import Manifest, load_manifest, validate_label_mode
+from zerofeed.common.metrics import Metric, MetricsServer
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import DTYPES, MAX_HEADER_BYTES, Task
 from zerofeed.common.transforms import parse_augment
@@ -30,6 +33,7 @@ from zerofeed.consumer.endpoints import (
     warn_if_exposed,
 )
 from zerofeed.consumer.local import LocalProducers, default_worker_count
+from zerofeed.consumer.metrics import feed_metrics
 from zerofeed.consumer.scheduler import Lease, ReadyBatch, Scheduler
 from zerofeed.consumer.stats import FeedStats, SkippedSample
 
@@ -38,6 +42,7 @@ __all__ = ["FeedSequence"]
 log = logging.getLogger("zerofeed.consumer")
 
 Batch = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray]
+_RECENT_SECONDS = 30.0
 
 
 class FeedSequence(keras.utils.PyDataset):
@@ -80,6 +85,8 @@ class FeedSequence(keras.utils.PyDataset):
         server_secret_key: this consumer's CURVE ``.key_secret`` file (``zerofeed keys generate``);
             with ``authorized_keys``, producers must authenticate and all traffic is encrypted.
         authorized_keys: a folder of the public ``.key`` files of the producers accepted.
+        metrics_port: serve Prometheus metrics on this port (``zerofeed[metrics]`` extra; 0 picks
+            a free port, see :attr:`metrics_port`); ``docs/metrics.md`` lists them.
         initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming from a
             checkpoint; :meth:`seek` also resumes mid-epoch.
     """
@@ -107,6 +114,7 @@ class FeedSequence(keras.utils.PyDataset):
         initial_epoch: int = 0,
         server_secret_key: str | Path | None = None,
         authorized_keys: str | Path | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         _check_settings(
@@ -143,6 +151,8 @@ class FeedSequence(keras.utils.PyDataset):
         self._delivered = [0, 0]
         self._state_lock = threading.Lock()
         self._closed = False
+        self._started = time.monotonic()
+        self._history: deque[tuple[float, int, float]] = deque([(self._started, 0, 0.0)])
         workers = _resolve_local_producers(local_producers)
         self._folders: list[str] = []
         if bind is None:
@@ -170,6 +180,7 @@ class FeedSequence(keras.utils.PyDataset):
             self._make_task,
         )
         self._dispatcher.set_hint(self._hint(workers))
+        self._dispatcher.set_status_source(self._status)
         warn_if_exposed(self._dispatcher.endpoint, encrypted=curve is not None)
         try:
             self._local = (
@@ -187,8 +198,15 @@ class FeedSequence(keras.utils.PyDataset):
         except BaseException:
             _release(self._dispatcher, None, tuple(self._folders))
             raise
+        self._metrics = None
+        if metrics_port is not None:
+            try:
+                self._metrics = MetricsServer(metrics_port, self._metric_samples)
+            except BaseException:
+                _release(self._dispatcher, self._local, tuple(self._folders))
+                raise
         self._finalizer = weakref.finalize(
-            self, _release, self._dispatcher, self._local, tuple(self._folders)
+            self, _release, self._dispatcher, self._local, tuple(self._folders), self._metrics
         )
 
     # -- the PyDataset interface -----------------------------------------------------------------
@@ -435,6 +453,43 @@ class FeedSequence(keras.utils.PyDataset):
         )
         return server, (Path(server_secret_key), secret)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port Prometheus metrics are served on, if any."""
+        return self._metrics.port if self._metrics is not None else None
+
+    def _metric_samples(self) -> list[Metric]:
+        return feed_metrics(self.stats)
+
+    def _status(self) -> dict[str, Any]:
+        """The live state ``zerofeed status`` prints: totals, recent rates and producers."""
+        stats = self.stats
+        now = time.monotonic()
+        with self._state_lock:
+            self._history.append((now, stats.images_delivered, stats.wait_seconds))
+            while len(self._history) > 2 and now - self._history[1][0] > _RECENT_SECONDS:
+                self._history.popleft()
+            then, images, waited = self._history[0]
+        span = max(now - then, 1e-9)
+        return {
+            "endpoint": self.endpoint,
+            "epoch": stats.epoch,
+            "batches_per_epoch": len(self),
+            "images_delivered": stats.images_delivered,
+            "recent_images_per_s": (stats.images_delivered - images) / span if span > 0.5 else None,
+            "recent_wait_share": min(1.0, (stats.wait_seconds - waited) / span)
+            if span > 0.5
+            else None,
+            "wait_seconds": stats.wait_seconds,
+            "producers": self._dispatcher.producer_table(),
+            "tasks_reissued": stats.tasks_reissued,
+            "producers_lost": stats.producers_lost,
+            "messages_rejected": stats.messages_rejected,
+            "connections_refused": stats.connections_refused,
+            "samples_skipped": len(stats.skipped),
+            "uptime_s": now - self._started,
+        }
+
     def _max_message_size(self) -> int:
         height, width = self.image_size
         itemsize = np.dtype(self.dtype).itemsize
@@ -450,9 +505,14 @@ class FeedSequence(keras.utils.PyDataset):
 
 
 def _release(
-    dispatcher: Dispatcher, local: LocalProducers | None, folders: tuple[str, ...]
+    dispatcher: Dispatcher,
+    local: LocalProducers | None,
+    folders: tuple[str, ...],
+    metrics: MetricsServer | None = None,
 ) -> None:
     """Stop everything a FeedSequence started (run by close(), garbage collection or exit)."""
+    if metrics is not None:
+        metrics.close()
     try:
         if local is not None:
             local.close()

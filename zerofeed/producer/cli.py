@@ -90,6 +90,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             help=f"{text} (default {default}) [ZEROFEED_{variable}]",
         )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=optional("METRICS_PORT"),
+        help="serve Prometheus metrics, worker i on PORT+i (needs zerofeed[metrics]) "
+        "[ZEROFEED_METRICS_PORT]",
+    )
+    parser.add_argument(
         "--server-key",
         type=Path,
         default=optional("SERVER_KEY"),
@@ -130,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         sample_timeout=args.sample_timeout,
         max_pixels=args.max_pixels,
         report_interval=args.report_interval,
+        metrics_port=args.metrics_port,
         server_key=args.server_key,
         secret_key=args.secret_key,
         exit_with_parent=args.exit_with_parent,

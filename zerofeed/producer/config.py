@@ -31,6 +31,8 @@ class ProducerConfig:
         secret_key: this producer's ``.key_secret`` file; needed with ``server_key``.
         report_interval: seconds between the workers' throughput reports in the log (also on
             SIGUSR1); 0 reports only on request.
+        metrics_port: serve Prometheus metrics, worker ``i`` on ``metrics_port + i``
+            (``zerofeed[metrics]`` extra).
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
     """
@@ -47,6 +49,7 @@ class ProducerConfig:
     server_key: Path | None = None
     secret_key: Path | None = None
     report_interval: float = 10.0
+    metrics_port: int | None = None
     exit_with_parent: bool = False
     name: str | None = None
 

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from zerofeed.common.metrics import Metric
 from zerofeed.producer.batch import BatchMaker
 
 __all__ = ["ProducerReport"]
@@ -63,6 +64,24 @@ class ProducerReport:
             per_image["send"],
         )
         self._since, self._last = now, current
+
+    def metrics(self) -> list[Metric]:
+        """Prometheus metrics of this worker (see docs/metrics.md)."""
+        totals = self._snapshot()
+        worker = (("worker", self._name),)
+        return [
+            ("zerofeed_producer_images", "counter", "Images made.", {worker: totals["images"]}),
+            ("zerofeed_producer_batches", "counter", "Batches made.", {worker: totals["batches"]}),
+            (
+                "zerofeed_producer_stage_seconds",
+                "counter",
+                "Seconds spent per stage.",
+                {
+                    (*worker, ("stage", stage)): totals[stage]
+                    for stage in ("read", "decode", "augment", "send")
+                },
+            ),
+        ]
 
     def _snapshot(self) -> dict[str, float]:
         stages = self._maker.stage_seconds

@@ -31,7 +31,9 @@ log = logging.getLogger("zerofeed.producer")
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
-def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) -> None:
+def worker_main(
+    config: ProducerConfig, name: str, stop: Any, log_level: int, index: int = 0
+) -> None:
     """Entry point of a spawned worker process."""
     # Imported here so that the supervisor itself stays light.
     from PIL import Image
@@ -50,7 +52,7 @@ def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) ->
     signal.signal(signal.SIGUSR1, lambda *_: report_requested.set())
     transforms = load_plugins(config.plugins)
     parent = multiprocessing.parent_process()
-    Worker(
+    worker = Worker(
         config,
         name=name,
         maker=BatchMaker(
@@ -62,7 +64,17 @@ def worker_main(config: ProducerConfig, name: str, stop: Any, log_level: int) ->
         should_stop=lambda: terminated.is_set() or stop.is_set(),
         parent_sentinel=parent.sentinel if parent is not None else None,
         report_requested=report_requested,
-    ).run()
+    )
+    metrics = None
+    if config.metrics_port is not None:
+        from zerofeed.common.metrics import MetricsServer
+
+        metrics = MetricsServer(config.metrics_port + index, worker.report.metrics)
+    try:
+        worker.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 _LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
@@ -137,7 +149,7 @@ class Supervisor:
     def _start(self, name: str, restarts: int = 0) -> _Slot:
         process = self._context.Process(
             target=worker_main,
-            args=(self._config, name, self._stop, log.getEffectiveLevel()),
+            args=(self._config, name, self._stop, log.getEffectiveLevel(), self._names.index(name)),
             name=name,
             daemon=True,
         )

@@ -225,3 +225,17 @@ def test_prometheus_metrics_of_consumer_and_producers(tmp_path: Path) -> None:
     assert "zerofeed_producers_connected 1.0" in consumer_text
     assert 'zerofeed_producer_images_total{worker="' in producer_text
     assert 'stage="decode"' in producer_text
+
+
+def test_as_tf_dataset_feeds_a_distribution_strategy(id_dataset: Path) -> None:
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with FeedSequence(
+        id_dataset, batch_size=25, image_size=ID_SIZE, seed=0, local_producers=1
+    ) as feed:
+        distributed = strategy.experimental_distribute_dataset(feed.as_tf_dataset())
+        rows = []
+        for images, _ in distributed:
+            rows += ids_of(strategy.experimental_local_results(images)[0].numpy())
+    assert sorted(rows) == list(range(100))

@@ -18,23 +18,29 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
-from zerofeed.common.curve import generate, load_public, load_secret
 from zerofeed.common.errors import BadSampleError, ConfigError, ZerofeedError
 from zerofeed.common.manifest import Manifest, load_manifest, validate_label_mode
 from zerofeed.common.metrics import Metric, MetricsServer
 from zerofeed.common.plan import EpochPlan
-from zerofeed.common.protocol import DTYPES, MAX_HEADER_BYTES, Task
+from zerofeed.common.protocol import MAX_HEADER_BYTES, Task
 from zerofeed.common.transforms import parse_augment
-from zerofeed.consumer.dispatcher import CurveServer, Dispatcher, DispatcherSettings
+from zerofeed.consumer.credentials import curve_settings
+from zerofeed.consumer.dispatcher import Dispatcher, DispatcherSettings
 from zerofeed.consumer.endpoints import (
     connect_address,
     private_endpoint,
     validate_bind,
     warn_if_exposed,
 )
-from zerofeed.consumer.local import LocalProducers, default_worker_count
+from zerofeed.consumer.local import LocalProducers
 from zerofeed.consumer.metrics import feed_metrics
 from zerofeed.consumer.scheduler import Lease, ReadyBatch, Scheduler
+from zerofeed.consumer.settings import (
+    check_epoch,
+    check_seed,
+    check_settings,
+    resolve_local_producers,
+)
 from zerofeed.consumer.stats import FeedStats, SkippedSample
 
 __all__ = ["FeedSequence"]
@@ -117,7 +123,7 @@ class FeedSequence(keras.utils.PyDataset):
         metrics_port: int | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
-        _check_settings(
+        check_settings(
             batch_size=batch_size,
             image_size=image_size,
             dtype=dtype,
@@ -137,10 +143,10 @@ class FeedSequence(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.on_error = on_error
         self.timeout = timeout
-        self.seed: int = secrets.randbits(63) if seed is None else _check_seed(seed)
+        self.seed: int = secrets.randbits(63) if seed is None else check_seed(seed)
         self._augment_wire = self._spec.to_wire()
         self._plans: dict[int, EpochPlan] = {}
-        self._epoch = _check_epoch(initial_epoch)
+        self._epoch = check_epoch(initial_epoch)
         self._slot_offset = 0
         self._pending_ends = 0
         self._keras_epochs = False
@@ -153,12 +159,16 @@ class FeedSequence(keras.utils.PyDataset):
         self._closed = False
         self._started = time.monotonic()
         self._history: deque[tuple[float, int, float]] = deque([(self._started, 0, 0.0)])
-        workers = _resolve_local_producers(local_producers)
+        workers = resolve_local_producers(local_producers)
         self._folders: list[str] = []
         if bind is None:
             self._folders.append(tempfile.mkdtemp(prefix="zerofeed-"))
         endpoint = private_endpoint(self._folders[0]) if bind is None else validate_bind(bind)
-        curve, local_credentials = self._curve(server_secret_key, authorized_keys, workers)
+        curve, local_credentials, keys_folder = curve_settings(
+            server_secret_key, authorized_keys, local_producers=workers
+        )
+        if keys_folder is not None:
+            self._folders.append(keys_folder)
         self._dispatcher = Dispatcher(
             DispatcherSettings(
                 bind=endpoint,
@@ -301,7 +311,7 @@ class FeedSequence(keras.utils.PyDataset):
         get that epoch's batches ``batch``, ``batch + 1``, ... (``len(self) - batch`` of them);
         ``on_epoch_end`` then moves on as usual. Pass the same ``seed`` as the first run.
         """
-        _check_epoch(epoch)
+        check_epoch(epoch)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < len(self):
             raise ConfigError(f"batch must be in [0, {len(self)}), got {batch!r}")
         with self._state_lock:
@@ -428,31 +438,6 @@ class FeedSequence(keras.utils.PyDataset):
                 skipped.reason,
             )
 
-    def _curve(
-        self, server_secret_key: str | Path | None, authorized_keys: str | Path | None, workers: int
-    ) -> tuple[CurveServer | None, tuple[Path, Path] | None]:
-        """CURVE settings for the socket, and key files for the local producers (if any)."""
-        if server_secret_key is None and authorized_keys is None:
-            return None, None
-        if server_secret_key is None or authorized_keys is None:
-            raise ConfigError(
-                "CURVE needs both server_secret_key (this consumer's .key_secret file) and "
-                "authorized_keys (a folder of producers' public .key files); make keys with "
-                "`zerofeed keys generate DIR`"
-            )
-        keys = load_secret(Path(server_secret_key))
-        if not workers:
-            return CurveServer(keys=keys, authorized=Path(authorized_keys)), None
-        folder = tempfile.mkdtemp(prefix="zerofeed-keys-")  # 0700: only this user reads it
-        self._folders.append(folder)
-        public, secret = generate(Path(folder), "local-producers")
-        server = CurveServer(
-            keys=keys,
-            authorized=Path(authorized_keys),
-            also_authorized=frozenset({load_public(public)}),
-        )
-        return server, (Path(server_secret_key), secret)
-
     @property
     def metrics_port(self) -> int | None:
         """The port Prometheus metrics are served on, if any."""
@@ -520,64 +505,3 @@ def _release(
         dispatcher.close()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _resolve_local_producers(value: int | str) -> int:
-    if value == "auto":
-        return default_worker_count()
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(
-            f'local_producers must be "auto" or a whole number >= 0, got {value!r}; '
-            "use 0 when only remote producers feed this sequence."
-        )
-    return value
-
-
-def _check_epoch(epoch: object) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ConfigError(f"epoch must be a whole number >= 0, got {epoch!r}")
-    return epoch
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
-        raise ConfigError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
-    return int(seed)
-
-
-def _check_settings(
-    *,
-    batch_size: int,
-    image_size: tuple[int, int],
-    dtype: str,
-    max_queue_size: int,
-    on_error: str,
-    timeout: float | None,
-    lease_timeout: float,
-    heartbeat_interval: float,
-) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    if (
-        not isinstance(image_size, Sequence)
-        or len(image_size) != 2
-        or not all(isinstance(side, int) and 1 <= side <= 16384 for side in image_size)
-    ):
-        raise ConfigError(f"image_size must be (height, width) in pixels, got {image_size!r}")
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if (
-        isinstance(max_queue_size, bool)
-        or not isinstance(max_queue_size, int)
-        or max_queue_size < 1
-    ):
-        raise ConfigError(f"max_queue_size must be a whole number >= 1, got {max_queue_size!r}")
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f'on_error must be "raise" or "skip", got {on_error!r}')
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
-    if heartbeat_interval <= 0 or lease_timeout <= 2 * heartbeat_interval:
-        raise ConfigError(
-            "lease_timeout must exceed two heartbeat intervals: got lease_timeout="
-            f"{lease_timeout!r}, heartbeat_interval={heartbeat_interval!r}"
-        )

@@ -28,7 +28,7 @@ _VERSION = 1  # bump when the drawing changes: cached files of another version a
 _WIDTHS = (380, 640)
 _ASPECTS = (4 / 3, 3 / 2, 5 / 4, 16 / 10, 1.0, 3 / 4, 4 / 3, 3 / 2)
 _BANK = 1024
-_FINE_SIGMA = 12.0
+_FINE_SIGMA = 12.5
 _COARSE_SIGMA = 10.0
 
 
@@ -159,7 +159,9 @@ def ensure_dataset(images: int, *, seed: int = 0, workers: int | None = None) ->
     return _describe(root, manifest, images, len(missing), time.perf_counter() - start)
 
 
-def _describe(root: Path, manifest: Path, images: int, generated: int, seconds: float) -> DatasetInfo:
+def _describe(
+    root: Path, manifest: Path, images: int, generated: int, seconds: float
+) -> DatasetInfo:
     sizes, widths, heights = [], [], []
     for index in range(images):
         path = _path(root, index)

@@ -1,0 +1,127 @@
+"""``python -m bench``: make the data set, run every row in its own process, write the report.
+
+See ``bench/README.md`` for what each row does and how the figures are taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig, machine_cores
+from bench.dataset import DATA_DIR, DatasetInfo, ensure_dataset
+from bench.report import write_outputs
+from bench.rows import ROWS
+from bench.runner import run_row
+from bench.targets import evaluate
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    cores = machine_cores()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--images", type=int, default=3000, help="data set size (default 3000)")
+    parser.add_argument("--runs", type=int, default=3, help="timed epochs per row (default 3)")
+    parser.add_argument(
+        "--producers", type=int, default=cores, help=f"zerofeed local producers (default {cores})"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=cores, help=f"PyDataset workers (default {cores})"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 320 images, 1 run")
+    parser.add_argument("--seed", type=int, default=0, help="data set and augmentation seed")
+    parser.add_argument(
+        "--rows", nargs="+", choices=[r.key for r in ROWS], help="run only these rows"
+    )
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per row")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.runs = 320, 1
+    return args
+
+
+def _describe(info: DatasetInfo) -> dict[str, Any]:
+    described = dataclasses.asdict(info)
+    described["manifest"] = str(info.manifest)
+    return described
+
+
+def _datasets(args: argparse.Namespace) -> tuple[DatasetInfo, DatasetInfo]:
+    data = ensure_dataset(args.images, seed=args.seed)
+    big = ensure_dataset(4 * args.images, seed=args.seed)
+    for info in (data, big):
+        print(
+            f"data: {info.images} images ({info.generated} drawn in {info.seconds:.0f} s), mean "
+            f"{info.mean_bytes / 1000:.1f} KB, mean {info.mean_width:.0f}x{info.mean_height:.0f} px"
+            f" -> {info.manifest}",
+            flush=True,
+        )
+    return data, big
+
+
+def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> dict[str, Any]:
+    """Each row in its own subprocess; the 4x row reads one epoch, without warm-up."""
+    cfg = RunConfig(
+        manifest=str(data.manifest),
+        images=data.images,
+        runs=args.runs,
+        warmup=1,
+        producers=args.producers,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    big_cfg = dataclasses.replace(
+        cfg, manifest=str(big.manifest), images=big.images, runs=1, warmup=0
+    )
+    results: dict[str, Any] = {}
+    for row in ROWS:
+        if args.rows and row.key not in args.rows and row.key != "baseline":
+            continue
+        started = time.perf_counter()
+        row_cfg = big_cfg if row.kind == "memory" else cfg
+        result = run_row(row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout)
+        results[row.key] = result
+        rate = result.get("images_per_s")
+        what = result.get("error") or (f"{rate:.0f} images/s" if rate else "done")
+        other = result.get("other_cpu_s", 0.0)
+        print(
+            f"{row.key:>18}: {what} ({time.perf_counter() - started:.0f} s; "
+            f"other jobs used {other:.0f} CPU s meanwhile)",
+            flush=True,
+        )
+    return results
+
+
+def main(argv: list[str]) -> None:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    data, big = _datasets(args)
+    rows = run_rows(args, data, big)
+    cores = machine_cores()
+    report = {
+        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"warmup": 1},
+        "machine": {
+            "cores": cores,
+            "description": f"{platform.processor() or platform.machine()}, Python "
+            f"{platform.python_version()}",
+        },
+        "dataset": _describe(data),
+        "dataset_4x": _describe(big),
+        "rows": rows,
+        "targets": [t.to_dict() for t in evaluate(rows, cores)],
+        "total_seconds": time.perf_counter() - started,
+    }
+    print()
+    print(write_outputs(report, args.out))
+    print(f"wrote {args.out}/results.md, results.png, results.json")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

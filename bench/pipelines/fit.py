@@ -1,0 +1,67 @@
+"""``model.fit`` of a trivial Keras model, with each epoch and step timed by a callback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import keras
+
+from bench.config import IMAGE_SIZE
+from bench.measure import EpochTimes, sys_time
+
+__all__ = ["EpochTimer", "fit_epochs", "trivial_model"]
+
+
+def trivial_model(classes: int = 10) -> keras.Model:
+    """uint8 images -> Rescaling -> GlobalAveragePooling2D -> Dense: next to no compute."""
+    inputs = keras.Input((*IMAGE_SIZE, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(classes)(x))
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    return model
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall and CPU time of every epoch (begin to end), its steps, and each step's duration."""
+
+    def __init__(self, images_per_epoch: int) -> None:
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+        self.epochs = EpochTimes()
+        self.step_seconds: list[list[float]] = []
+        self._start = (0.0, 0.0, 0.0)
+        self._step_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._start = (time.perf_counter(), time.process_time(), sys_time())
+        self._step_start = self._start[0]
+        self.step_seconds.append([])
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        now = time.perf_counter()
+        self.step_seconds[-1].append(now - self._step_start)
+        self._step_start = now
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        wall, cpu, kernel = self._start
+        self.epochs.add(
+            time.perf_counter() - wall,
+            time.process_time() - cpu,
+            self.images_per_epoch,
+            len(self.step_seconds[-1]),
+            sys_time() - kernel,
+        )
+        self.epochs.end_seconds.append(0.0)
+
+
+def fit_epochs(data: Any, *, images: int, warmup: int, runs: int) -> dict[str, object]:
+    """``fit`` for ``warmup + runs`` epochs; the summary of the last ``runs`` epochs."""
+    timer = EpochTimer(images)
+    trivial_model().fit(data, epochs=warmup + runs, verbose=0, callbacks=[timer])
+    timed = EpochTimes(*(values[warmup:] for values in vars(timer.epochs).values()))
+    steps = sorted(s for epoch in timer.step_seconds[warmup:] for s in epoch)
+    return {**timed.summary(), "median_step_ms": 1000 * steps[len(steps) // 2]}

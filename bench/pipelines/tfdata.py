@@ -1,0 +1,80 @@
+"""tf.data: read, decode (whole, or fused decode-and-crop), crop, resize, flip, uint8, batch.
+
+``fused=False`` decodes the whole JPEG, then slices the crop out; ``fused=True`` reads the JPEG
+header for its shape, draws the crop window, and decodes only that window
+(``tf.image.decode_and_crop_jpeg``). ``antialias=True`` filters like Pillow's resampling;
+``antialias=False`` is TF's default bilinear resize, which skips pixels when shrinking.
+"""
+
+from __future__ import annotations
+
+import time
+
+import tensorflow as tf
+
+from bench.config import BATCH_SIZE, CROP_RATIO, CROP_SCALE, IMAGE_SIZE, RunConfig
+from bench.measure import timed_epochs
+from bench.pipelines.manifest import read_manifest
+
+__all__ = ["build_dataset", "run_tfdata"]
+
+_WHOLE_IMAGE = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
+
+
+def _crop_window(shape: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=_WHOLE_IMAGE,
+        area_range=CROP_SCALE,
+        aspect_ratio_range=CROP_RATIO,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return begin, size
+
+
+def _decode_then_crop(path: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    begin, size = _crop_window(tf.shape(image))
+    return tf.slice(image, begin, size)
+
+
+def _decode_and_crop(path: tf.Tensor) -> tf.Tensor:
+    data = tf.io.read_file(path)
+    begin, size = _crop_window(tf.image.extract_jpeg_shape(data))
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    return tf.image.decode_and_crop_jpeg(data, window, channels=3)
+
+
+def build_dataset(cfg: RunConfig, *, fused: bool, antialias: bool) -> tf.data.Dataset:
+    """The pipeline: ``(uint8 [64, 224, 224, 3], int32 [64])`` batches."""
+    paths, labels = read_manifest(cfg.manifest_path)
+    crop = _decode_and_crop if fused else _decode_then_crop
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.image.resize(crop(path), IMAGE_SIZE, antialias=antialias)
+        image = tf.image.random_flip_left_right(image)
+        return tf.saturate_cast(tf.round(image), tf.uint8), label
+
+    return (
+        tf.data.Dataset.from_tensor_slices((paths, labels))
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(BATCH_SIZE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def run_tfdata(cfg: RunConfig, *, fused: bool, antialias: bool) -> dict[str, object]:
+    """Iterate the dataset (a new iterator each epoch) and time it."""
+    dataset = build_dataset(cfg, fused=fused, antialias=antialias)
+
+    def epoch() -> tuple[int, int, float]:
+        images = batches = 0
+        last = 0.0
+        for x, _ in dataset:
+            images += int(x.shape[0])
+            batches += 1
+            last = time.perf_counter()
+        return images, batches, last
+
+    return timed_epochs(epoch, warmup=cfg.warmup, runs=cfg.runs).summary()

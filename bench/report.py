@@ -1,0 +1,163 @@
+"""Turn one run's results into ``results.md``, ``results.png`` and ``results.json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.rows import ROWS
+from bench.targets import MEMORY_LIMIT_BYTES, MiB, Target, extra_above_keras
+
+__all__ = ["markdown", "write_chart", "write_outputs"]
+
+_HEADER = (
+    "| row | quality | work | images/s (median) | runs (images/s) | zerofeed ÷ row "
+    "| consumer CPU ms/batch | consumer peak MiB | above keras MiB | tree peak MiB |"
+)
+
+
+def _mib(value: object) -> str:
+    return "-" if value is None else f"{int(value) / MiB:.0f}"  # type: ignore[call-overload]
+
+
+def _cpu(result: Mapping[str, Any]) -> str:
+    if "cpu_ms_per_batch" not in result:
+        return "-"
+    return f"{result['cpu_ms_per_batch']:.1f} (sys {result.get('sys_ms_per_batch', 0):.1f})"
+
+
+def _table_row(key: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
+    spec = next(r for r in ROWS if r.key == key)
+    result = rows.get(key, {})
+    if "error" in result:
+        return f"| {spec.name} | {spec.quality} | {spec.work} | FAILED: {result['error']} |"
+    rate = result.get("images_per_s")
+    zf = rows.get("zerofeed", {}).get("images_per_s")
+    ratio = f"{zf / rate:.2f}x" if zf and rate and spec.kind == "throughput" else "-"
+    runs = ", ".join(f"{r:.0f}" for r in result.get("runs_images_per_s", []))
+    extra = extra_above_keras(rows, key)
+    cells = [
+        spec.name,
+        spec.quality,
+        spec.work,
+        f"**{rate:.0f}**" if rate else "-",
+        runs or "-",
+        ratio,
+        _cpu(result),
+        _mib(result.get("maxrss_bytes")),
+        "-" if extra is None or spec.kind in ("raw", "baseline") else f"{extra / MiB:.0f}",
+        _mib(result.get("peak_tree_rss_bytes")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _target_line(target: Target) -> str:
+    mark = {True: "PASS", False: "FAIL", None: "N/A"}[target.passed]
+    return f"- **{mark}** {target.name}: {target.measured} (target {target.required})"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The whole report as Markdown: context, the table, the physical limit and the targets."""
+    rows, cfg, data = report["rows"], report["config"], report["dataset"]
+    raw = rows.get("raw", {}).get("images_per_s")
+    cores = report["machine"]["cores"]
+    lines = [
+        "# zerofeed benchmark",
+        "",
+        f"{report['machine']['description']}; {cores} cores. Data: {data['images']} JPEGs, mean "
+        f"{data['mean_bytes'] / 1000:.1f} KB, mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px "
+        f"(4x set: {report['dataset_4x']['images']} images). Batch 64, 224x224 uint8; "
+        f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; median of "
+        f"{cfg['runs']} epoch(s) after {cfg['warmup']} warm-up epoch. Total {report['total_seconds'] / 60:.1f} min.",
+        "",
+        _HEADER,
+        "|---" * (_HEADER.count("|") - 1) + "|",
+    ]
+    lines += [_table_row(r.key, rows) for r in ROWS if r.kind != "baseline"]
+    base = rows.get("baseline", {})
+    lines += [
+        "",
+        f"Bare `import keras` process: {_mib(base.get('maxrss_bytes'))} MiB peak RSS (the memory baseline).",
+    ]
+    if raw:
+        lines.append(
+            f"Physical limit of zerofeed's per-image work: {cores} cores x {raw:.0f} img/s = "
+            f"{cores * raw:.0f} img/s."
+        )
+    lines += _end_stalls(rows) + _contention(rows)
+    lines += ["", "## Targets", ""]
+    lines += [_target_line(Target(**t)) for t in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def _end_stalls(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Rows whose epochs went on for over 0.5 s after their last batch (not in images/s)."""
+    stalls = [
+        f"{key} ({', '.join(f'{s:.1f}' for s in result['end_s'])} s)"
+        for key, result in rows.items()
+        if max(result.get("end_s") or [0.0]) > 0.5
+    ]
+    if not stalls:
+        return []
+    return [
+        "Epochs are timed to their last batch; these rows then took longer to end the epoch "
+        "(closing the iterator, on_epoch_end), per timed run: " + ", ".join(stalls) + "."
+    ]
+
+
+def _contention(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A warning for rows during which other jobs used over a quarter of a core on average."""
+    noisy = [
+        f"{key} ({result['other_cpu_s']:.0f} CPU s in {result['wall_s']:.0f} s)"
+        for key, result in rows.items()
+        if result.get("other_cpu_s", 0.0) > 0.25 * result.get("wall_s", 0.0)
+    ]
+    if not noisy:
+        return ["No other job used a noticeable share of the CPUs while rows ran."]
+    return ["**Other jobs competed for the CPUs during:** " + ", ".join(noisy) + "."]
+
+
+def write_chart(report: Mapping[str, Any], path: Path) -> None:
+    """Images/s of every throughput row, and consumer memory above bare Keras."""
+    rows, cores = report["rows"], report["machine"]["cores"]
+    shown = [r for r in ROWS if r.kind == "throughput" and rows.get(r.key, {}).get("images_per_s")]
+    labels = [f"{r.name}\n[{r.quality}]" for r in shown]
+    colours = ["tab:green" if r.key.startswith("zerofeed") else "tab:gray" for r in shown]
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(15, 0.55 * len(shown) + 2), sharey=True)
+    speed.barh(labels, [rows[r.key]["images_per_s"] for r in shown], color=colours)
+    raw = rows.get("raw", {}).get("images_per_s")
+    if raw:
+        speed.axvline(
+            cores * raw, color="tab:red", ls="--", label=f"{cores} x zerofeed 1-core rate"
+        )
+        speed.legend(loc="lower right")
+    speed.set_xlabel("images/s (median)")
+    speed.invert_yaxis()
+    extras = [extra_above_keras(rows, r.key) or 0 for r in shown]
+    memory.barh(labels, [e / MiB for e in extras], color=colours)
+    memory.axvline(MEMORY_LIMIT_BYTES / MiB, color="tab:red", ls="--", label="zerofeed target")
+    memory.set_xlabel("consumer peak RSS above bare `import keras` (MiB)")
+    memory.legend(loc="lower right")
+    fig.suptitle(
+        f"zerofeed vs tf.data vs PyDataset, {report['dataset']['images']} JPEGs, {cores} cores"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(report: Mapping[str, Any], folder: Path) -> str:
+    """Write the three files into ``folder``; return the Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (folder / "results.md").write_text(text)
+    (folder / "results.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_chart(report, folder / "results.png")
+    return text

@@ -1,0 +1,147 @@
+"""The rows of the benchmark: what each one runs, at what quality, doing what work.
+
+A row's ``runner`` is imported only in the subprocess that runs it, so each pipeline pays for its
+own imports (TensorFlow, Keras, zerofeed) and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.config import RunConfig
+
+__all__ = ["ROWS", "Row", "row"]
+
+_AA = "antialiased (Pillow bilinear)"
+_CROP = "decode, RRC 35-100 %, resize 224, flip, uint8, batch 64"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured configuration."""
+
+    key: str
+    name: str
+    quality: str
+    work: str
+    runner: str  # "module:function"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    kind: str = "throughput"  # or "raw" (single core), "memory" (4x data), "baseline"
+
+    def run(self, cfg: RunConfig) -> dict[str, object]:
+        """Import the runner and call it (in the row's subprocess)."""
+        module, function = self.runner.split(":")
+        runner: Callable[..., dict[str, object]] = getattr(
+            importlib.import_module(module), function
+        )
+        return runner(cfg, **self.kwargs)
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "zerofeed",
+        "zerofeed FeedSequence, seq[i] loop",
+        _AA,
+        _CROP + "; JPEG decoded at reduced scale when the crop allows",
+        "bench.pipelines.feed:run_feed_iterate",
+    ),
+    Row(
+        "zerofeed_fit",
+        "zerofeed FeedSequence, model.fit",
+        _AA,
+        "as above, plus a trivial model's training step",
+        "bench.pipelines.feed:run_feed_fit",
+    ),
+    Row(
+        "tfdata_fused",
+        "tf.data decode_and_crop_jpeg",
+        "not antialiased, fused",
+        _CROP + "; only the crop window is decoded",
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": True, "antialias": False},
+    ),
+    Row(
+        "tfdata",
+        "tf.data decode_jpeg + slice",
+        "not antialiased, not fused",
+        _CROP,
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": False, "antialias": False},
+    ),
+    Row(
+        "tfdata_fused_aa",
+        "tf.data decode_and_crop_jpeg",
+        "antialiased, fused",
+        _CROP + "; only the crop window is decoded",
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": True, "antialias": True},
+    ),
+    Row(
+        "tfdata_aa",
+        "tf.data decode_jpeg + slice",
+        "antialiased, not fused",
+        _CROP,
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": False, "antialias": True},
+    ),
+    Row(
+        "pydataset_mp",
+        "PyDataset (PIL), use_multiprocessing=True",
+        _AA,
+        _CROP + "; full decode",
+        "bench.pipelines.pil:run_pydataset",
+        {"use_multiprocessing": True},
+    ),
+    Row(
+        "pydataset_threads",
+        "PyDataset (PIL), threads",
+        _AA,
+        _CROP + "; full decode",
+        "bench.pipelines.pil:run_pydataset",
+        {"use_multiprocessing": False},
+    ),
+    Row(
+        "naive",
+        "PyDataset (PIL), workers=1, ds[i] loop",
+        _AA,
+        _CROP + "; full decode",
+        "bench.pipelines.pil:run_naive",
+    ),
+    Row(
+        "raw",
+        "zerofeed Renderer.render_into, 1 core, in-process",
+        _AA,
+        "zerofeed's per-image work alone (no batching, transport or Keras)",
+        "bench.pipelines.raw:run_raw",
+        kind="raw",
+    ),
+    Row(
+        "zerofeed_4x",
+        "zerofeed FeedSequence, seq[i] loop, 4x data set",
+        _AA,
+        "as the zerofeed row, one epoch of 4x the images (memory check)",
+        "bench.pipelines.feed:run_feed_iterate",
+        kind="memory",
+    ),
+    Row(
+        "baseline",
+        "bare `import keras`",
+        "-",
+        "imports Keras (and TensorFlow), nothing else",
+        "bench.baseline:run_baseline",
+        kind="baseline",
+    ),
+)
+
+_BY_KEY = {r.key: r for r in ROWS}
+
+
+def row(key: str) -> Row:
+    """The row called ``key``."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise SystemExit(f"unknown row {key!r}; rows: {', '.join(_BY_KEY)}") from None

@@ -1,0 +1,78 @@
+"""Run one row in a fresh subprocess while sampling its process tree's memory from here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.config import RunConfig
+from bench.measure import TreeSampler
+
+__all__ = ["run_row"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def run_row(key: str, cfg: RunConfig, *, log_dir: Path, timeout: float) -> dict[str, object]:
+    """The child's JSON result plus peak RSS figures; ``{"error": ...}`` if the child failed.
+
+    ``other_cpu_s`` is the CPU time the rest of the machine used meanwhile: anything well above
+    zero means another job competed for the cores and the row's speed is understated.
+
+    The child's output goes to ``log_dir/<key>.log``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{key}.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    with tempfile.TemporaryDirectory(prefix="zerofeed-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", "bench.child", key, cfg.to_json(), str(out)]
+        started, machine, ours = time.perf_counter(), _machine_busy(), _our_cpu()
+        with log_path.open("w") as log:
+            child = subprocess.Popen(command, cwd=_REPO, env=env, stdout=log, stderr=log)
+            with TreeSampler(child.pid) as sampler:
+                try:
+                    code = child.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                    return {"error": f"timed out after {timeout:.0f} s", "log": str(log_path)}
+        if code != 0 or not out.exists():
+            return {"error": f"exit status {code}: {_tail(log_path)}", "log": str(log_path)}
+        result: dict[str, object] = json.loads(out.read_text())
+    result.update(
+        other_cpu_s=max(0.0, _machine_busy() - machine - (_our_cpu() - ours)),
+        wall_s=time.perf_counter() - started,
+        peak_rss_bytes=sampler.peak_rss,
+        peak_tree_rss_bytes=sampler.peak_tree_rss,
+        peak_processes=sampler.peak_processes,
+    )
+    return result
+
+
+def _machine_busy() -> float:
+    """CPU seconds the machine's cores were busy or stolen by the hypervisor, since boot.
+
+    Counts processes in other containers too, which ``ps`` does not show.
+    """
+    times = psutil.cpu_times()
+    fields = ("user", "nice", "system", "irq", "softirq", "steal")  # guest is inside user
+    return sum(getattr(times, name, 0.0) for name in fields)
+
+
+def _our_cpu() -> float:
+    """CPU seconds of this process and of its waited-for descendants (the rows run so far)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    text = path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:])

@@ -1,0 +1,97 @@
+"""The targets zerofeed is held to, computed from one run's results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.config import BATCH_SIZE, IMAGE_SIZE, MAX_QUEUE_SIZE
+
+__all__ = ["MEMORY_LIMIT_BYTES", "Target", "evaluate", "extra_above_keras"]
+
+MiB = 2**20
+MEMORY_LIMIT_BYTES = MAX_QUEUE_SIZE * BATCH_SIZE * IMAGE_SIZE[0] * IMAGE_SIZE[1] * 3 + 64 * MiB
+Results = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pass/fail line: what is required, what was measured."""
+
+    name: str
+    required: str
+    measured: str
+    passed: bool | None  # None: a row it needs is missing or failed
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _rate(results: Results, key: str) -> float | None:
+    value = results.get(key, {}).get("images_per_s")
+    return float(value) if value else None
+
+
+def extra_above_keras(results: Results, key: str) -> int | None:
+    """A row's consumer peak (``getrusage`` maxrss) above the bare ``import keras`` process's."""
+    base = results.get("baseline", {}).get("maxrss_bytes")
+    peak = results.get(key, {}).get("maxrss_bytes")
+    return None if base is None or peak is None else int(peak) - int(base)
+
+
+def _ratio_target(name: str, zf: float | None, peer: float | None, need: float) -> Target:
+    if zf is None or peer is None:
+        return Target(name, f">= {need:.1f}x", "n/a", None)
+    ratio = zf / peer
+    return Target(
+        name, f">= {need:.1f}x", f"{ratio:.2f}x ({zf:.0f} vs {peer:.0f} img/s)", ratio >= need
+    )
+
+
+def evaluate(results: Results, cores: int) -> list[Target]:
+    """Every target, in the order of the issue."""
+    zf = _rate(results, "zerofeed")
+    aa = [r for r in (_rate(results, "tfdata_aa"), _rate(results, "tfdata_fused_aa")) if r]
+    targets = [
+        _ratio_target(
+            "vs tf.data fastest (fused, not antialiased)", zf, _rate(results, "tfdata_fused"), 1.0
+        ),
+        _ratio_target(
+            "vs tf.data antialiased (better of the two)", zf, max(aa) if aa else None, 1.5
+        ),
+        _ratio_target(
+            "vs PyDataset(use_multiprocessing=True)", zf, _rate(results, "pydataset_mp"), 1.5
+        ),
+        _ratio_target("vs naive Sequence", zf, _rate(results, "naive"), 2.5),
+        _share_target(zf, _rate(results, "raw"), cores),
+        _cpu_target(results.get("zerofeed", {}).get("cpu_ms_per_batch")),
+    ]
+    targets += [_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")]
+    return targets
+
+
+def _share_target(zf: float | None, raw: float | None, cores: int) -> Target:
+    name = f"share of {cores} cores x single-core render rate"
+    if zf is None or raw is None:
+        return Target(name, ">= 90 %", "n/a", None)
+    share = zf / (cores * raw)
+    return Target(
+        name, ">= 90 %", f"{100 * share:.0f} % ({zf:.0f} of {cores * raw:.0f} img/s)", share >= 0.9
+    )
+
+
+def _cpu_target(cpu_ms: float | None) -> Target:
+    name = "consumer CPU per received batch"
+    if cpu_ms is None:
+        return Target(name, "<= 1 ms", "n/a", None)
+    return Target(name, "<= 1 ms", f"{cpu_ms:.2f} ms", cpu_ms <= 1.0)
+
+
+def _memory_target(results: Results, key: str) -> Target:
+    name = "consumer peak above bare keras" + (", 4x data set" if key.endswith("4x") else "")
+    required = f"<= {MEMORY_LIMIT_BYTES / MiB:.1f} MiB"
+    extra = extra_above_keras(results, key)
+    if extra is None:
+        return Target(name, required, "n/a", None)
+    return Target(name, required, f"{extra / MiB:.1f} MiB", extra <= MEMORY_LIMIT_BYTES)

@@ -117,3 +117,33 @@ def test_waiting_without_producers_logs_how_to_start_one(
     waits = [r.getMessage() for r in caplog.records if "no producer is connected" in r.getMessage()]
     assert len(waits) >= 2, "the wait is reported at intervals"
     assert f"zerofeed producer --connect {seq.endpoint}" in waits[0]
+
+
+def test_producer_can_exit_once_its_consumer_is_gone(id_dataset: Path) -> None:
+    with remote_feed(id_dataset, batch_size=50) as seq:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zerofeed",
+                "producer",
+                "--connect",
+                seq.endpoint,
+                "--workers",
+                "2",
+                "--data-root",
+                str(id_dataset.parent),
+                "--exit-with-consumer",
+                "--heartbeat-interval",
+                "0.2",
+                "--reconnect-after",
+                "1",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert sorted(ids_of(seq[0][0]) + ids_of(seq[1][0])) == list(range(100))
+        except BaseException:
+            process.kill()
+            raise
+    assert process.wait(timeout=60) == 0, "it ends by itself, cleanly, when the trainer is gone"

@@ -120,6 +120,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="[ZEROFEED_LOG_LEVEL]",
     )
+    parser.add_argument(
+        "--exit-with-consumer",
+        action="store_true",
+        default=env("EXIT_WITH_CONSUMER", "") not in ("", "0", "false", "no"),
+        help="exit once the consumer served has gone (silent for --reconnect-after), instead of "
+        "waiting for the next one [ZEROFEED_EXIT_WITH_CONSUMER=1]",
+    )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -140,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         metrics_port=args.metrics_port,
         server_key=args.server_key,
         secret_key=args.secret_key,
+        exit_with_consumer=args.exit_with_consumer,
         exit_with_parent=args.exit_with_parent,
         name=args.name,
     )

@@ -33,6 +33,8 @@ class ProducerConfig:
             SIGUSR1); 0 reports only on request.
         metrics_port: serve Prometheus metrics, worker ``i`` on ``metrics_port + i``
             (``zerofeed[metrics]`` extra).
+        exit_with_consumer: exit once a consumer served has gone away, instead of waiting for
+            the next one (for one-shot jobs such as ``docker compose up``).
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
     """
@@ -50,6 +52,7 @@ class ProducerConfig:
     secret_key: Path | None = None
     report_interval: float = 10.0
     metrics_port: int | None = None
+    exit_with_consumer: bool = False
     exit_with_parent: bool = False
     name: str | None = None
 

@@ -110,10 +110,10 @@ class Supervisor:
         )
         slots = [self._start(name) for name in self._names]
         try:
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and slots:
                 sentinels = [slot.process.sentinel for slot in slots]
                 multiprocessing.connection.wait(sentinels, timeout=0.5)
-                slots = [self._restart_if_dead(slot) for slot in slots]
+                slots = [self._restart_if_dead(slot) for slot in slots if not self._done(slot)]
         finally:
             self._shutdown(slots)
         return 0
@@ -155,6 +155,12 @@ class Supervisor:
         )
         process.start()
         return _Slot(name=name, process=process, restarts=restarts)
+
+    def _done(self, slot: _Slot) -> bool:
+        """A worker that ended on purpose (its consumer gone, --exit-with-consumer)."""
+        if not self._config.exit_with_consumer or slot.process.is_alive():
+            return False
+        return slot.process.exitcode == 0
 
     def _restart_if_dead(self, slot: _Slot) -> _Slot:
         if slot.process.is_alive() or self._stopping.is_set():

@@ -76,7 +76,10 @@ class Worker:
         context = zmq.Context()
         try:
             while not self._stopping():
-                _Connection(self, context).serve()
+                served = _Connection(self, context).serve()
+                if served and self._config.exit_with_consumer:
+                    log.info("%s: the consumer is gone; exiting (--exit-with-consumer)", self._name)
+                    return
         finally:
             context.destroy(linger=0)
 
@@ -109,7 +112,8 @@ class _Connection:
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
-    def serve(self) -> None:
+    def serve(self) -> bool:
+        """Serve this connection; True if a consumer welcomed us and then went silent."""
         heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         linger = 0
         try:
@@ -125,12 +129,13 @@ class _Connection:
             while not self._worker._stopping():
                 self._receive(timeout=0 if self._pending else _POLL_SECONDS)
                 if self._silent_too_long():
-                    return
+                    return self._session is not None
                 if self._pending:
                     self._work_one()
                 self._worker.report.log_if_due(len(self._pending), self._config.prefetch)
             self._send(Bye(returned=tuple(task.task_id for task in self._pending)))
-            linger = _BYE_LINGER_MS  # let BYE reach the consumer, so it need not find out later
+            linger = _BYE_LINGER_MS
+            return False  # let BYE reach the consumer, so it need not find out later
         finally:
             self._closing.set()
             if heartbeats.is_alive():

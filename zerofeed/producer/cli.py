@@ -75,7 +75,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         (
             "report-interval",
             float,
-            "10",
+            "5",
             "seconds between throughput reports in the log, also "
             "sent on SIGUSR1 (0: on request only)",
         ),

@@ -50,7 +50,7 @@ class ProducerConfig:
     max_pixels: int = 89_478_485
     server_key: Path | None = None
     secret_key: Path | None = None
-    report_interval: float = 10.0
+    report_interval: float = 5.0
     metrics_port: int | None = None
     exit_with_consumer: bool = False
     exit_with_parent: bool = False

@@ -83,8 +83,11 @@ def no_leftover_processes() -> Iterator[None]:
     assert not left, f"processes left running: {[p.cmdline() for p in left]}"
 
 
-def start_producer(endpoint: str, data_root: Path, *options: str) -> subprocess.Popen:
-    """A `zerofeed producer` process with one worker; the caller stops it (SIGTERM)."""
+def start_producer(
+    endpoint: str, data_root: Path, *options: str, capture_log: bool = False
+) -> subprocess.Popen:
+    """A `zerofeed producer` process (one worker unless ``options`` say otherwise); the caller
+    stops it (SIGTERM). With ``capture_log`` its log is readable from ``stderr`` (text)."""
     command = [
         sys.executable,
         "-m",
@@ -98,6 +101,8 @@ def start_producer(endpoint: str, data_root: Path, *options: str) -> subprocess.
         "1",
         *options,
     ]
+    if capture_log:
+        return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     return subprocess.Popen(command, stderr=subprocess.DEVNULL)
 
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import ID_SIZE, ids_of, write_id_dataset
+from tests.conftest import ID_SIZE, ids_of, start_producer, write_id_dataset
 from zerofeed.consumer import FeedMonitor, FeedSequence
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_processes")]
@@ -102,30 +102,13 @@ def test_as_tf_dataset_has_a_correct_element_spec_and_one_epoch_per_pass(
 
 def test_producers_report_throughput_and_stage_times(tmp_path: Path) -> None:
     import signal
-    import subprocess
-    import sys
 
     from tests.conftest import remote_feed
 
     manifest = write_id_dataset(tmp_path, 60)
     with remote_feed(manifest, batch_size=10) as feed:
-        producer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zerofeed",
-                "producer",
-                "--connect",
-                feed.endpoint,
-                "--workers",
-                "1",
-                "--data-root",
-                str(tmp_path),
-                "--report-interval",
-                "0",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
+        producer = start_producer(
+            feed.endpoint, tmp_path, "--report-interval", "0", capture_log=True
         )
         try:
             rows = [r for i in range(len(feed)) for r in ids_of(feed[i][0])]
@@ -181,8 +164,6 @@ def test_zerofeed_status_prints_the_live_state(tmp_path: Path) -> None:
 def test_prometheus_metrics_of_consumer_and_producers(tmp_path: Path) -> None:
     import signal
     import socket
-    import subprocess
-    import sys
     import urllib.request
 
     from tests.conftest import remote_feed
@@ -196,23 +177,7 @@ def test_prometheus_metrics_of_consumer_and_producers(tmp_path: Path) -> None:
         producer_port = probe.getsockname()[1]
     manifest = write_id_dataset(tmp_path, 30)
     with remote_feed(manifest, batch_size=10, metrics_port=0) as feed:
-        producer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zerofeed",
-                "producer",
-                "--connect",
-                feed.endpoint,
-                "--workers",
-                "1",
-                "--data-root",
-                str(tmp_path),
-                "--metrics-port",
-                str(producer_port),
-            ],
-            stderr=subprocess.DEVNULL,
-        )
+        producer = start_producer(feed.endpoint, tmp_path, "--metrics-port", str(producer_port))
         try:
             for i in range(len(feed)):
                 feed[i]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ids_of, remote_feed
+from tests.conftest import ids_of, remote_feed, start_producer
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -121,25 +121,16 @@ def test_waiting_without_producers_logs_how_to_start_one(
 
 def test_producer_can_exit_once_its_consumer_is_gone(id_dataset: Path) -> None:
     with remote_feed(id_dataset, batch_size=50) as seq:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zerofeed",
-                "producer",
-                "--connect",
-                seq.endpoint,
-                "--workers",
-                "2",
-                "--data-root",
-                str(id_dataset.parent),
-                "--exit-with-consumer",
-                "--heartbeat-interval",
-                "0.2",
-                "--reconnect-after",
-                "1",
-            ],
-            stderr=subprocess.DEVNULL,
+        process = start_producer(
+            seq.endpoint,
+            id_dataset.parent,
+            "--workers",
+            "2",
+            "--exit-with-consumer",
+            "--heartbeat-interval",
+            "0.2",
+            "--reconnect-after",
+            "1",
         )
         try:
             assert sorted(ids_of(seq[0][0]) + ids_of(seq[1][0])) == list(range(100))

@@ -130,7 +130,7 @@ def test_producer_can_exit_once_its_consumer_is_gone(id_dataset: Path) -> None:
             "--heartbeat-interval",
             "0.2",
             "--reconnect-after",
-            "1",
+            "3",
         )
         try:
             assert sorted(ids_of(seq[0][0]) + ids_of(seq[1][0])) == list(range(100))

@@ -113,7 +113,7 @@ class Supervisor:
             while not self._stopping.is_set() and slots:
                 sentinels = [slot.process.sentinel for slot in slots]
                 multiprocessing.connection.wait(sentinels, timeout=0.5)
-                slots = [self._restart_if_dead(slot) for slot in slots if not self._done(slot)]
+                slots = [kept for slot in slots if (kept := self._check(slot)) is not None]
         finally:
             self._shutdown(slots)
         return 0
@@ -156,15 +156,18 @@ class Supervisor:
         process.start()
         return _Slot(name=name, process=process, restarts=restarts)
 
-    def _done(self, slot: _Slot) -> bool:
-        """A worker that ended on purpose (its consumer gone, --exit-with-consumer)."""
-        if not self._config.exit_with_consumer or slot.process.is_alive():
-            return False
-        return slot.process.exitcode == 0
-
-    def _restart_if_dead(self, slot: _Slot) -> _Slot:
+    def _check(self, slot: _Slot) -> _Slot | None:
+        """The slot as it should be now: unchanged while its worker runs, None once the worker
+        ended on purpose (its consumer gone, ``--exit-with-consumer``: then all stop), else a
+        restarted one."""
         if slot.process.is_alive() or self._stopping.is_set():
             return slot
+        if self._config.exit_with_consumer and slot.process.exitcode == 0:
+            # The consumer this producer served is gone: the other workers stop too, including
+            # one that started too late to meet it (it would wait for the next consumer).
+            log.info("worker %s saw its consumer go; stopping the producer", slot.name)
+            self.stop()
+            return None
         uptime = time.monotonic() - slot.started
         restarts = 0 if uptime > 60 else slot.restarts + 1
         delay = _RESTART_BACKOFF[min(restarts, len(_RESTART_BACKOFF) - 1)]

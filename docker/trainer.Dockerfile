@@ -6,7 +6,7 @@ ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 COPY docker/wheels/ /wheels/
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml setup.py README.md /src/
 COPY zerofeed/ /src/zerofeed/
 # Offline from docker/wheels/ when it holds wheels, else from the package index.
 RUN python3 -m venv /opt/venv \

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import ids_of, remote_feed, start_producer, write_id_dataset
+from tests.conftest import ids_of, remote_feed, start_producer, wait_until, write_id_dataset
 from zerofeed.consumer import FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -32,14 +31,6 @@ def stop(*producers: subprocess.Popen) -> None:
             producer.send_signal(signal.SIGTERM)
     for producer in producers:
         producer.wait(timeout=30)
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)  # polling a condition, not synchronising on time
 
 
 @pytest.fixture

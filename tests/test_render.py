@@ -148,23 +148,25 @@ def test_big_jpeg_is_decoded_at_reduced_scale(
 
 
 def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Record the size of every decode, by Pillow or by the simplejpeg fast path."""
+    """Record the (scaled) image size of every decode, by Pillow or by a windowed decode."""
     sizes: list[tuple[int, int]] = []
-    load_rgb, decode_fast = decode.load_rgb, decode.decode_jpeg_fast
+    load_rgb, decode_window = decode.load_rgb, decode.decode_jpeg_window
 
     def spy(image: Image.Image) -> Image.Image:
         loaded = load_rgb(image)
         sizes.append(loaded.size)
         return loaded
 
-    def spy_fast(image: Image.Image, data: bytes, scale: int) -> Image.Image | None:
-        loaded = decode_fast(image, data, scale)
-        if loaded is not None:
-            sizes.append(loaded.size)
-        return loaded
+    def spy_window(
+        image: Image.Image, data: bytes, scale: int, window: decode.Window
+    ) -> np.ndarray | None:
+        pixels = decode_window(image, data, scale, window)
+        if pixels is not None:
+            sizes.append(decode.scaled_size(image.size, scale))
+        return pixels
 
     monkeypatch.setattr(decode, "load_rgb", spy)
-    monkeypatch.setattr(decode, "decode_jpeg_fast", spy_fast)
+    monkeypatch.setattr(decode, "decode_jpeg_window", spy_window)
     return sizes
 
 

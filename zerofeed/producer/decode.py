@@ -7,7 +7,8 @@ a full decode:
 2. :func:`exif_orientation` / :func:`oriented_size` give the upright size without decoding;
 3. :func:`draft` asks libjpeg for a reduced-scale decode (1/2, 1/4, 1/8) that is still large enough;
 4. :func:`load_rgb` decodes the first frame and converts any mode to 8-bit RGB;
-5. :func:`to_raw_box` / :func:`orient` move boxes and images between stored and upright orientation.
+5. :func:`to_raw_box` / :func:`orient` move boxes and images between stored and upright orientation;
+6. :func:`decode_jpeg_window` decodes only a window of a colour JPEG, at reduced scale, as RGBX.
 
 :func:`decode_rgb` chains them for callers that want the whole upright image.
 
@@ -27,13 +28,17 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-try:  # optional libjpeg-turbo binding: the same pixels as Pillow's decoder, in about half the time
+try:  # optional libjpeg-turbo binding: the same pixels as Pillow's decoder, faster
     import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - the `fast` extra is not installed
+except ImportError:  # pragma: no cover - no wheel for this platform
     _simplejpeg = None
+try:  # optional C accelerator (setup.py): decodes only the window, the same pixels again
+    from zerofeed.producer import _jpegwindow
+except ImportError:  # pragma: no cover - built without libjpeg-turbo's headers
+    _jpegwindow = None  # type: ignore[assignment]
 
 __all__ = [
-    "decode_jpeg_fast",
+    "decode_jpeg_window",
     "decode_rgb",
     "draft",
     "draft_scale",
@@ -63,6 +68,7 @@ _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _DRAFT_SCALES = (8, 4, 2)
 
 Box = tuple[float, float, float, float]
+Window = tuple[int, int, int, int]
 
 
 def open_image(source: pathlib.Path | bytes) -> Image.Image:
@@ -167,28 +173,62 @@ def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, 
     return 1.0 / round(width / drafted[1][2])
 
 
-def decode_jpeg_fast(image: Image.Image, data: bytes, scale: int) -> Image.Image | None:
-    """Decode a colour JPEG at ``1 / scale`` with libjpeg-turbo directly (simplejpeg), as RGBX.
+def scaled_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The size libjpeg (and Pillow's :func:`draft`) decodes ``size`` to at ``1 / scale``."""
+    return (-(-size[0] // scale), -(-size[1] // scale))
 
-    The pixels are the ones Pillow's own decoder gives (both use libjpeg-turbo's default DCT and
-    upsampling), so producers with and without simplejpeg make identical batches. Returns None
-    when it does not apply (simplejpeg not installed, not a YCbCr JPEG, an unexpected size):
-    the caller then decodes with Pillow.
+
+def decode_jpeg_window(
+    image: Image.Image, data: bytes, scale: int, window: Window
+) -> np.ndarray | None:
+    """Decode the ``(left, top, right, bottom)`` window of a colour JPEG decoded at ``1 / scale``.
+
+    ``window`` is in pixels of the scaled image (:func:`scaled_size`). Returns a C-contiguous
+    ``(height, width, 4)`` uint8 RGBX array, or None when this is not a colour (YCbCr or RGB)
+    JPEG: the caller then decodes with Pillow.
+
+    The fastest decoder available does it, and all three give the same pixels (tests check it):
+    zerofeed's C accelerator decodes only the window (rows after it are never read, columns
+    outside it are not transformed); simplejpeg decodes the whole scaled image; Pillow's
+    :func:`draft` does the same, more slowly.
+
+    Raises:
+        OSError: corrupt or truncated data. The C accelerator never reads past the window, so it
+            does not notice damage there that the others report.
     """
-    if _simplejpeg is None or image.format != "JPEG" or image.mode != "RGB":
+    if image.format != "JPEG" or image.mode != "RGB":
         return None
-    width, height = image.size
-    size = (-(-width // scale), -(-height // scale))
-    try:
-        pixels = _simplejpeg.decode_jpeg(
-            data, colorspace="RGBX", min_factor=scale, min_width=size[0], min_height=size[1]
-        )
-    except ValueError as exc:  # simplejpeg's word for every libjpeg error
-        raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
-    if pixels.shape != (size[1], size[0], 4):
-        return None
-    # RGBX is Pillow's own layout for RGB: the image shares the decoded buffer, no copy.
-    return Image.frombuffer("RGBX", size, pixels, "raw", "RGBX", 0, 1)
+    left, top, right, bottom = window
+    if _jpegwindow is not None:
+        pixels = np.empty((bottom - top, right - left, 4), np.uint8)
+        try:
+            _jpegwindow.decode_window(
+                data, 8 // scale, left, top, right - left, bottom - top, pixels
+            )
+        except ValueError as exc:  # libjpeg's message for any corrupt data
+            raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
+        return pixels
+    full = _decode_scaled_rgbx(image, data, scale)
+    return np.ascontiguousarray(full[top:bottom, left:right])
+
+
+def _decode_scaled_rgbx(image: Image.Image, data: bytes, scale: int) -> np.ndarray:
+    size = scaled_size(image.size, scale)
+    if _simplejpeg is not None:
+        try:
+            pixels: np.ndarray = _simplejpeg.decode_jpeg(
+                data, colorspace="RGBX", min_factor=scale, min_width=size[0], min_height=size[1]
+            )
+        except ValueError as exc:  # simplejpeg's word for every libjpeg error
+            raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
+        if pixels.shape[:2] == (size[1], size[0]):
+            return pixels
+    if scale > 1:
+        image.draft(image.mode, (image.width // scale, image.height // scale))
+    loaded = load_rgb(image)
+    if loaded.size != size:  # pragma: no cover - libjpeg always honours these scales
+        raise OSError(f"Pillow decoded {loaded.size} at 1/{scale}, expected {size}")
+    return np.asarray(loaded.convert("RGBX"))
 
 
 def load_rgb(image: Image.Image) -> Image.Image:

@@ -26,14 +26,14 @@ import pathlib
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from PIL import Image, ImageEnhance, UnidentifiedImageError
 
 from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.transforms import CropSpec, TransformSpec
-from zerofeed.producer import decode
+from zerofeed.producer import decode, resize
 from zerofeed.producer.plugins import CustomTransform
 
 __all__ = ["BAD_SAMPLE_KINDS", "Renderer", "random_resized_crop"]
@@ -63,6 +63,8 @@ _ENHANCERS = (
 )
 
 Bound = tuple[str, CustomTransform, Mapping[str, Any]]
+# EXIF orientations that are mirror images of the stored pixels: (left-right, top-bottom).
+_MIRRORS = {1: (False, False), 2: (True, False), 3: (True, True), 4: (False, True)}
 
 
 class Renderer:
@@ -95,6 +97,9 @@ class Renderer:
         self._spec = spec
         self._custom = _bind_custom(spec, transforms or {})
         self._stages = stage_seconds if stage_seconds is not None else {}
+        self._geometry_only = not (
+            spec.rotate or spec.brightness or spec.contrast or spec.saturation or self._custom
+        )
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -124,32 +129,39 @@ class Renderer:
         started = time.perf_counter()
         data = _read(path)
         read = time.perf_counter()
-        image = self._geometry(path, data, rng)
+        self._count("read", read - started)
+        if self._geometry_only:  # crop, resize and flips in one pass, straight into `out`
+            try:
+                self._geometry(path, data, rng, out)
+            finally:
+                self._count("decode", time.perf_counter() - read)
+            return
+        image = self._geometry(path, data, rng, None)
         decoded = time.perf_counter()
-        self._stages["read"] = self._stages.get("read", 0.0) + read - started
-        self._stages["decode"] = self._stages.get("decode", 0.0) + decoded - read
+        self._count("decode", decoded - read)
         try:
             self._augment_into(path, image, rng, out)
         finally:
-            self._stages["augment"] = (
-                self._stages.get("augment", 0.0) + time.perf_counter() - decoded
-            )
+            self._count("augment", time.perf_counter() - decoded)
+
+    def _count(self, stage: str, seconds: float) -> None:
+        self._stages[stage] = self._stages.get(stage, 0.0) + seconds
 
     def _augment_into(
         self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator, out: np.ndarray
     ) -> None:
         image = self._photometric(image, rng)
         result = self._apply_custom(path, image, rng)
-        hflip = self._spec.horizontal_flip and rng.random() < 0.5
-        vflip = self._spec.vertical_flip and rng.random() < 0.5
+        hflip, vflip = self._draw_flips(rng)
         if isinstance(result, np.ndarray):
             np.copyto(out, result[:: -1 if vflip else 1, :: -1 if hflip else 1])
             return
-        if hflip:  # Pillow's transpose is far cheaper than a negative-stride numpy copy
-            result = result.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if vflip:
-            result = result.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-        np.copyto(out, np.frombuffer(result.tobytes(), np.uint8).reshape(out.shape))
+        _write_image(out, result, hflip=hflip, vflip=vflip)
+
+    def _draw_flips(self, rng: np.random.Generator) -> tuple[bool, bool]:
+        hflip = self._spec.horizontal_flip and rng.random() < 0.5
+        vflip = self._spec.vertical_flip and rng.random() < 0.5
+        return hflip, vflip
 
     def _check_out(self, out: np.ndarray) -> None:
         expected = (self._height, self._width, 3)
@@ -159,38 +171,57 @@ class Renderer:
                 f"render_into needs a uint8 array of shape {expected} to write into, got {got}."
             )
 
-    def _geometry(self, path: pathlib.Path, data: bytes, rng: np.random.Generator) -> Image.Image:
+    @overload
+    def _geometry(
+        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: None
+    ) -> Image.Image: ...
+
+    @overload
+    def _geometry(
+        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: np.ndarray
+    ) -> None: ...
+
+    def _geometry(
+        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: np.ndarray | None
+    ) -> Image.Image | None:
         try:
-            return self._crop_resize(data, rng)
+            return self._crop_resize(data, rng, out)
         except _TOO_LARGE_ERRORS as exc:
             raise BadSampleError(str(path), "too_large", str(exc)) from exc
         except _DECODE_ERRORS as exc:
             raise BadSampleError(str(path), "decode", _decode_reason(exc, data)) from exc
 
-    def _crop_resize(self, data: bytes, rng: np.random.Generator) -> Image.Image:
+    def _crop_resize(
+        self, data: bytes, rng: np.random.Generator, out: np.ndarray | None
+    ) -> Image.Image | None:
+        """Crop and resize; with ``out``, also draw the flips and write the sample there."""
         with decode.open_image(data) as image:
             orientation = decode.exif_orientation(image)
             left, top, width, height = self._crop_box(decode.oriented_size(image), rng)
+            hflip, vflip = self._draw_flips(rng) if out is not None else (False, False)
             upright_box = (left, top, left + width, top + height)
             box = decode.to_raw_box(upright_box, orientation, image.size)
-            region, out_size = (width, height), (self._width, self._height)
-            scale = decode.draft_scale(region, out_size)
-            decoded = decode.decode_jpeg_fast(image, data, scale)
-            if decoded is None:
-                factor = decode.draft(image, region, out_size)
-                decoded = decode.load_rgb(image)
-            else:
-                factor = 1.0 / scale
             size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
-            resized = decoded.resize(
-                size,
-                Image.Resampling.BILINEAR,
-                box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
-                reducing_gap=None,
-            )
-        if resized.mode != "RGB":  # the fast decoder's RGBX: cheap to pack once it is small
-            resized = resized.convert("RGB")
-        return decode.orient(resized, orientation)
+            scale = decode.draft_scale((width, height), (self._width, self._height))
+            window, window_box = _window(box, scale, image.size, size)
+            pixels = decode.decode_jpeg_window(image, data, scale, window)
+            if pixels is None:  # not a colour JPEG: Pillow decodes and resizes
+                resized = _pillow_crop_resize(image, box, (width, height), size)
+            elif out is not None and orientation in _MIRRORS:
+                mirror_h, mirror_v = _MIRRORS[orientation]
+                resize.resize_into(
+                    pixels, window_box, out, hflip=hflip != mirror_h, vflip=vflip != mirror_v
+                )
+                return None
+            else:
+                stored = np.empty((size[1], size[0], 3), np.uint8)
+                resize.resize_into(pixels, window_box, stored)
+                resized = Image.fromarray(stored)
+        upright = decode.orient(resized, orientation)
+        if out is None:
+            return upright
+        _write_image(out, upright, hflip=hflip, vflip=vflip)
+        return None
 
     def _crop_box(
         self, size: tuple[int, int], rng: np.random.Generator
@@ -285,6 +316,46 @@ def _center_crop(width: int, height: int, ratio: tuple[float, float]) -> tuple[i
     elif in_ratio > ratio[1]:
         w = max(1, round(h * ratio[1]))
     return ((width - w) // 2, (height - h) // 2, w, h)
+
+
+def _window(
+    box: decode.Box, scale: int, stored_size: tuple[int, int], out_size: tuple[int, int]
+) -> tuple[decode.Window, decode.Box]:
+    """The part of the image decoded at ``1 / scale`` that resizing ``box`` reads, and ``box`` in it.
+
+    The window adds to the scaled box the reach of the resampling filter (one output pixel's
+    worth of input either side) plus two pixels, clipped to the image: Pillow never reads
+    beyond that, so resizing the window gives the pixels of resizing the whole image.
+    """
+    width, height = decode.scaled_size(stored_size, scale)
+    left, top, right, bottom = (edge / scale for edge in box)
+    reach_x = math.ceil(max(1.0, (right - left) / out_size[0])) + 2
+    reach_y = math.ceil(max(1.0, (bottom - top) / out_size[1])) + 2
+    x0, y0 = max(0, math.floor(left) - reach_x), max(0, math.floor(top) - reach_y)
+    x1, y1 = min(width, math.ceil(right) + reach_x), min(height, math.ceil(bottom) + reach_y)
+    return (x0, y0, x1, y1), (left - x0, top - y0, right - x0, bottom - y0)
+
+
+def _pillow_crop_resize(
+    image: Image.Image, box: decode.Box, region: tuple[int, int], size: tuple[int, int]
+) -> Image.Image:
+    """Any image Pillow reads: reduced-scale decode where libjpeg allows, then one resize."""
+    factor = decode.draft(image, region, size)
+    decoded = decode.load_rgb(image)
+    return decoded.resize(
+        size,
+        Image.Resampling.BILINEAR,
+        box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
+        reducing_gap=None,
+    )
+
+
+def _write_image(out: np.ndarray, image: Image.Image, *, hflip: bool, vflip: bool) -> None:
+    if hflip:  # Pillow's transpose is far cheaper than a negative-stride numpy copy
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if vflip:
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    np.copyto(out, np.frombuffer(image.tobytes(), np.uint8).reshape(out.shape))
 
 
 def _read(path: pathlib.Path) -> bytes:

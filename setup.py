@@ -1,0 +1,28 @@
+"""Optional C accelerators for the producer; everything else is in pyproject.toml.
+
+Both are optional: without a C compiler, or without libjpeg-turbo's headers (Debian/Ubuntu:
+``apt-get install libjpeg62-turbo-dev``), the install still succeeds and producers decode with
+simplejpeg / Pillow and resize with Pillow, giving the same pixels, more slowly.
+"""
+
+from setuptools import Extension, setup
+
+_FLAGS = ["-O3", "-std=c99", "-Wall"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "zerofeed.producer._resample",
+            ["zerofeed/producer/_resample.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "zerofeed.producer._jpegwindow",
+            ["zerofeed/producer/_jpegwindow.c"],
+            libraries=["jpeg"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+    ]
+)

@@ -1,0 +1,193 @@
+"""The fast paths give exactly the pixels of the slow ones, so mixed producers agree.
+
+zerofeed's C accelerators (a windowed JPEG decoder and Pillow's resize into a batch slot),
+simplejpeg and Pillow are interchangeable: each test runs the fast and the fallback path on the
+same input and compares bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import write_image, write_truncated_jpeg
+from zerofeed.common.errors import BadSampleError
+from zerofeed.common.plan import sample_rng
+from zerofeed.common.transforms import parse_augment
+from zerofeed.producer import decode, resize
+from zerofeed.producer.render import Renderer
+
+SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def photo(
+    size: tuple[int, int], seed: int, *, subsampling: int = 2, progressive: bool = False
+) -> bytes:
+    """A noisy, smooth picture as a JPEG (libjpeg's work looks like a real photo's)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+    noisy = np.asarray(image).astype(np.int16) + rng.integers(-20, 20, (size[1], size[0], 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
+        buffer, "JPEG", quality=90, subsampling=subsampling, progressive=progressive
+    )
+    return buffer.getvalue()
+
+
+def random_window(size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    x0, x1 = sorted(int(v) for v in rng.integers(0, size[0], 2))
+    y0, y1 = sorted(int(v) for v in rng.integers(0, size[1], 2))
+    return (x0, y0, x1 + 1, y1 + 1)
+
+
+def test_the_accelerators_are_built_here() -> None:
+    # Without them every comparison below would compare a fallback with itself.
+    assert decode._jpegwindow is not None, "build with libjpeg-turbo headers: see setup.py"
+    assert resize._resample is not None, "build with a C compiler: see setup.py"
+
+
+@pytest.mark.parametrize("subsampling", sorted(SUBSAMPLINGS))
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_windowed_decode_equals_every_full_decode(
+    subsampling: str, progressive: bool, scale: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng([scale, progressive, SUBSAMPLINGS[subsampling]])
+    for size in ((517, 333), (640, 480), (97, 61)):
+        data = photo(
+            size,
+            int(rng.integers(1000)),
+            subsampling=SUBSAMPLINGS[subsampling],
+            progressive=progressive,
+        )
+        image = decode.open_image(data)
+        scaled = decode.scaled_size(image.size, scale)
+        windows = [(0, 0, *scaled)] + [random_window(scaled, rng) for _ in range(6)]
+        with monkeypatch.context() as patch:
+            patch.setattr(decode, "_jpegwindow", None)
+            via_simplejpeg = [decode.decode_jpeg_window(image, data, scale, w) for w in windows]
+            patch.setattr(decode, "_simplejpeg", None)
+            via_pillow = [
+                decode.decode_jpeg_window(decode.open_image(data), data, scale, w) for w in windows
+            ]
+        for window, slow, slowest in zip(windows, via_simplejpeg, via_pillow, strict=True):
+            fast = decode.decode_jpeg_window(image, data, scale, window)
+            assert fast is not None and slow is not None and slowest is not None
+            assert fast.shape == (window[3] - window[1], window[2] - window[0], 4)
+            assert np.array_equal(fast, slow), (size, window)
+            assert np.array_equal(fast[..., :3], slowest[..., :3]), (size, window)
+
+
+def test_windowed_decode_declines_what_it_does_not_handle() -> None:
+    for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
+        buffer = io.BytesIO()
+        Image.new(mode, (40, 30)).save(buffer, fmt)
+        data = buffer.getvalue()
+        assert decode.decode_jpeg_window(decode.open_image(data), data, 1, (0, 0, 4, 4)) is None
+
+
+def test_windowed_decode_reports_corrupt_data_in_the_window() -> None:
+    data = photo((320, 240), 5)
+    damaged = data[: len(data) // 3]
+    with pytest.raises(OSError, match="corrupt JPEG"):
+        decode.decode_jpeg_window(decode.open_image(damaged), damaged, 1, (0, 0, 320, 240))
+
+
+def test_accelerator_arguments_are_checked() -> None:
+    assert decode._jpegwindow is not None and resize._resample is not None
+    data = photo((64, 48), 1)
+    with pytest.raises(ValueError, match="outside"):
+        decode._jpegwindow.decode_window(data, 8, 60, 0, 8, 8, np.empty((8, 8, 4), np.uint8))
+    with pytest.raises(TypeError, match="bytes"):
+        decode._jpegwindow.decode_window(data, 8, 0, 0, 8, 8, np.empty((8, 7, 4), np.uint8))
+    with pytest.raises(ValueError, match="scale_num"):
+        decode._jpegwindow.decode_window(data, 9, 0, 0, 8, 8, np.empty((8, 8, 4), np.uint8))
+    pixels, out = np.zeros((10, 10, 4), np.uint8), np.empty((5, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match="not inside"):
+        resize._resample.resize_into(
+            pixels, 10, 10, (0.0, 0.0, 11.0, 10.0), out, 5, 5, False, False
+        )
+    with pytest.raises(TypeError, match="RGB"):
+        resize._resample.resize_into(pixels, 10, 10, (0.0, 0.0, 9.0, 9.0), out, 5, 4, False, False)
+
+
+def test_resize_into_equals_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    cases = 0
+    for _ in range(60):
+        width, height = (int(v) for v in rng.integers(1, 400, 2))
+        pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+        left, right = sorted(rng.uniform(0, width, 2))
+        top, bottom = sorted(rng.uniform(0, height, 2))
+        whole = (0.0, 0.0, float(width), float(height))
+        for box in (whole, (left, top, max(right, left + 0.5), max(bottom, top + 0.5))):
+            for out_size in ((224, 224), (int(rng.integers(1, 300)), int(rng.integers(1, 300)))):
+                hflip, vflip = (bool(v) for v in rng.integers(0, 2, 2))
+                fast = np.empty((out_size[1], out_size[0], 3), np.uint8)
+                resize.resize_into(pixels, box, fast, hflip=hflip, vflip=vflip)
+                slow = np.empty_like(fast)
+                with monkeypatch.context() as patch:
+                    patch.setattr(resize, "_resample", None)
+                    resize.resize_into(pixels, box, slow, hflip=hflip, vflip=vflip)
+                assert np.array_equal(fast, slow), (width, height, box, out_size)
+                cases += 1
+    assert cases == 240
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        {
+            "random_resized_crop": {"scale": [0.08, 1.0]},
+            "horizontal_flip": True,
+            "vertical_flip": True,
+        },
+        {"random_resized_crop": {"scale": [0.2, 1.0]}, "horizontal_flip": True, "brightness": 0.2},
+        {},
+    ],
+    ids=["geometry-only", "with-photometric", "plain-resize"],
+)
+def test_rendered_batches_do_not_depend_on_the_accelerators(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, augment: dict[str, object]
+) -> None:
+    paths = [
+        write_image(
+            tmp_path / f"{i}.jpg",
+            size=(300 + 37 * i, 200 + 23 * i),
+            seed=i,
+            exif_orientation=i % 9 or None,
+        )
+        for i in range(9)
+    ]
+    paths.append(write_image(tmp_path / "gray.jpg", mode="L", size=(250, 180)))
+    paths.append(write_image(tmp_path / "p.png", size=(250, 180)))
+    paths.append(tmp_path / "big.jpg")
+    paths[-1].write_bytes(photo((1800, 1300), 3))  # decoded at 1/4 for a 96 px output
+    spec = parse_augment(augment)
+
+    def render_all() -> np.ndarray:
+        out = np.empty((len(paths), 96, 112, 3), np.uint8)
+        renderer = Renderer(image_size=(96, 112), spec=spec)
+        for row, path in enumerate(paths):
+            renderer.render_into(path, sample_rng(1, 0, row), out[row])
+        return out
+
+    fast = render_all()
+    monkeypatch.setattr(decode, "_jpegwindow", None)
+    monkeypatch.setattr(resize, "_resample", None)
+    assert np.array_equal(fast, render_all())
+    monkeypatch.setattr(decode, "_simplejpeg", None)
+    assert np.array_equal(fast, render_all())
+
+
+def test_a_truncated_jpeg_is_a_bad_sample_on_the_fast_path(tmp_path: pathlib.Path) -> None:
+    path = write_truncated_jpeg(tmp_path / "cut.jpg", size=(320, 240))
+    renderer = Renderer(image_size=(64, 64), spec=parse_augment({}))
+    with pytest.raises(BadSampleError) as caught:
+        renderer.render_into(path, sample_rng(0, 0, 0), np.empty((64, 64, 3), np.uint8))
+    assert caught.value.kind == "decode"

@@ -1,0 +1,14 @@
+import numpy as np
+
+def resize_into(
+    src: np.ndarray,
+    src_width: int,
+    src_height: int,
+    box: tuple[float, float, float, float],
+    out: np.ndarray,
+    out_width: int,
+    out_height: int,
+    hflip: bool,
+    vflip: bool,
+    /,
+) -> None: ...

@@ -45,7 +45,7 @@ ROWS: tuple[Row, ...] = (
         "zerofeed",
         "zerofeed FeedSequence, seq[i] loop",
         _AA,
-        _CROP + "; JPEG decoded at reduced scale when the crop allows",
+        _CROP + "; only the crop window is decoded (reduced scale when the crop allows)",
         "bench.pipelines.feed:run_feed_iterate",
     ),
     Row(

@@ -21,6 +21,7 @@ from zerofeed.common.errors import ProtocolError
 __all__ = [
     "DTYPES",
     "MAX_HEADER_BYTES",
+    "MAX_SLOTS",
     "PROTOCOL_VERSION",
     "Bye",
     "Heartbeat",
@@ -44,6 +45,7 @@ _MAX_TEXT = 4096
 _MAX_SAMPLES = 65536
 _MAX_SIDE = 16384
 _MAX_ID = 2**63 - 1
+MAX_SLOTS = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,7 @@ class Hello:
     producer: str
     credits: int
     transforms: tuple[str, ...] = ()
+    slots: str = ""  # the consumer's shared-memory slot file this worker has mapped, if any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +88,7 @@ class Task:
     dtype: str
     augment: dict[str, Any]
     samples: tuple[tuple[int, str], ...]
+    slot: int | None = None  # write the images into this shared-memory slot, not a frame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,12 +106,15 @@ class Result:
 
     ``images`` is the raw frame: ``count`` images of the task's size and dtype, in task order, without
     the skipped ones. On encode it is any buffer; on decode, what the socket gave (a zero-copy buffer).
+    With ``slot`` (the task's own) the images are in that shared-memory slot instead, and the message
+    has no frame.
     """
 
     task_id: int
     count: int
     skipped: tuple[Skipped, ...] = ()
     images: Any = field(default=b"", repr=False)
+    slot: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +150,8 @@ def encode(message: Message) -> list[Any]:
                 "credits": message.credits,
                 "transforms": list(message.transforms),
             }
+            if message.slots:
+                header["slots"] = message.slots
         case Welcome():
             header |= {
                 "t": "welcome",
@@ -165,6 +174,8 @@ def encode(message: Message) -> list[Any]:
                 "augment": message.augment,
                 "samples": [list(s) for s in message.samples],
             }
+            if message.slot is not None:
+                header["slot"] = message.slot
         case Result():
             header |= {
                 "t": "result",
@@ -172,6 +183,9 @@ def encode(message: Message) -> list[Any]:
                 "count": message.count,
                 "skipped": [[s.index, s.kind, s.reason] for s in message.skipped],
             }
+            if message.slot is not None:
+                header["slot"] = message.slot
+                return [msgpack.packb(header)]
             return [msgpack.packb(header), message.images]
         case StatusRequest():
             header["t"] = "status_request"
@@ -194,7 +208,7 @@ def decode(frames: Sequence[Any]) -> Message:
     kind = header.get("t")
     if not isinstance(kind, str) or kind not in _PARSERS:
         raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(_PARSERS)}")
-    expected_frames = 2 if kind == "result" else 1
+    expected_frames = 2 if kind == "result" and "slot" not in header else 1
     if len(frames) != expected_frames:
         raise ProtocolError(f"a {kind!r} message has {expected_frames} frame(s), got {len(frames)}")
     return _PARSERS[kind](_Fields(kind, header), frames[1:])
@@ -263,6 +277,9 @@ class _Fields:
             raise self._fail(name, f"a list of at most {limit} items")
         return value
 
+    def optional_slot(self) -> int | None:
+        return self.integer("slot", high=MAX_SLOTS - 1) if "slot" in self.header else None
+
     def map(self, name: str) -> dict[str, Any]:
         value = self._get(name)
         if not isinstance(value, dict):
@@ -286,6 +303,7 @@ def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
         producer=f.text("producer"),
         credits=f.integer("credits", low=1, high=1024),
         transforms=tuple(transforms),
+        slots=f.text("slots") if "slots" in f.header else "",
     )
 
 
@@ -325,6 +343,7 @@ def _task(f: _Fields, _: Sequence[Any]) -> Task:
         dtype=dtype,
         augment=f.map("augment"),
         samples=tuple((s[0], s[1]) for s in samples),
+        slot=f.optional_slot(),
     )
 
 
@@ -343,7 +362,8 @@ def _result(f: _Fields, data: Sequence[Any]) -> Result:
         task_id=f.integer("id"),
         count=f.integer("count", high=_MAX_SAMPLES),
         skipped=tuple(Skipped(index=s[0], kind=s[1], reason=s[2]) for s in skipped),
-        images=data[0],
+        images=data[0] if data else b"",
+        slot=f.optional_slot(),
     )
 
 

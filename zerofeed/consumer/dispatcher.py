@@ -307,7 +307,7 @@ class Dispatcher:
             self._on_result(identity, message)
         elif isinstance(message, Bye):
             with self._lock:
-                producer = self._scheduler.goodbye(identity)
+                producer = self._scheduler.goodbye(identity, message.returned)
             if producer is not None:
                 log.info(
                     "producer %s left (%d connected)", producer.name, len(self._scheduler.producers)

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from zerofeed.consumer.slots import SlotPool
+
 __all__ = ["LocalProducers", "default_worker_count"]
 
 log = logging.getLogger("zerofeed.consumer")
@@ -38,6 +40,7 @@ class _Launch:
     plugins: tuple[str, ...]
     heartbeat_interval: float
     credentials: tuple[Path, Path] | None
+    slots: SlotPool | None
 
 
 class LocalProducers:
@@ -52,8 +55,10 @@ class LocalProducers:
         plugins: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
         credentials: tuple[Path, Path] | None = None,
+        slots: SlotPool | None = None,
     ) -> None:
-        """``credentials``: (the consumer's public key file, the producers' secret key file)."""
+        """``credentials``: (the consumer's public key file, the producers' secret key file);
+        ``slots``: shared memory the producers write batches into."""
         launch = _Launch(
             endpoint=endpoint,
             workers=workers,
@@ -61,6 +66,7 @@ class LocalProducers:
             plugins=plugins,
             heartbeat_interval=heartbeat_interval,
             credentials=credentials,
+            slots=slots,
         )
         self._process = subprocess.Popen(
             _command(launch),
@@ -120,6 +126,15 @@ def _command(launch: _Launch) -> list[str]:
     if launch.credentials is not None:
         server_key, secret_key = launch.credentials
         command += ["--server-key", str(server_key), "--secret-key", str(secret_key)]
+    if launch.slots is not None:
+        command += [
+            "--slots",
+            str(launch.slots.path),
+            "--slot-bytes",
+            str(launch.slots.slot_bytes),
+            "--slot-count",
+            str(launch.slots.count),
+        ]
     return command
 
 

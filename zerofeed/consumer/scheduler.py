@@ -18,6 +18,7 @@ import numpy as np
 from zerofeed.common.errors import ProtocolError
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Hello, Result, Skipped
+from zerofeed.consumer.slots import SlotPool
 
 __all__ = ["Key", "Lease", "ProducerInfo", "ReadyBatch", "Scheduler"]
 
@@ -35,6 +36,7 @@ class ProducerInfo:
     last_seen: float
     connection: int | None = None
     tasks: set[int] = field(default_factory=set)
+    shares_slots: bool = False  # it mapped this consumer's shared-memory slots
 
     @property
     def free(self) -> int:
@@ -50,6 +52,7 @@ class Lease:
     rows: np.ndarray
     producer: bytes
     generation: int = 0
+    slot: int | None = None  # the shared-memory slot the producer writes the batch into
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Scheduler:
         dtype: np.dtype,
         epoch: int = 0,
         first_task_id: int = 1,
+        slots: SlotPool | None = None,
     ) -> None:
         self._plan_for = plan_for
         self._max_queue_size = max_queue_size
@@ -95,6 +99,7 @@ class Scheduler:
         self._required = required_transforms
         self._image_shape = image_shape
         self._dtype = np.dtype(dtype)
+        self._slots = slots
         self.epoch = epoch
         self._floor: Key = (epoch, 0)
         self._generation = 0
@@ -124,6 +129,7 @@ class Scheduler:
             capable=self._required <= set(hello.transforms),
             last_seen=now,
             connection=connection,
+            shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
         )
         self.producers[identity] = producer
         return producer
@@ -136,11 +142,14 @@ class Scheduler:
         producer.last_seen = now
         return True
 
-    def goodbye(self, identity: bytes) -> ProducerInfo | None:
-        """A producer left (``BYE``, or it cannot be reached): its tasks go back to the queue."""
+    def goodbye(self, identity: bytes, returned: tuple[int, ...] = ()) -> ProducerInfo | None:
+        """A producer left (``BYE``, or it cannot be reached): its tasks go back to the queue.
+
+        ``returned`` are the tasks it says it never started (``BYE``): their slots are free.
+        """
         producer = self.producers.pop(identity, None)
         if producer is not None:
-            self._release(producer)
+            self._release(producer, unstarted=frozenset(returned))
         return producer
 
     def expire(self, now: float) -> list[ProducerInfo]:
@@ -162,9 +171,14 @@ class Scheduler:
             self.counters.producers_lost += 1
         return producer
 
-    def _release(self, producer: ProducerInfo) -> None:
+    def _release(self, producer: ProducerInfo, unstarted: frozenset[int] = frozenset()) -> None:
         for task_id in sorted(producer.tasks, reverse=True):
             lease = self._leases.pop(task_id)
+            if lease.slot is not None and self._slots is not None:
+                if task_id in unstarted:
+                    self._slots.release(lease.slot)
+                else:  # the producer may still be writing it
+                    self._slots.quarantine(lease.slot)
             if self._issued.get(lease.key) == task_id:
                 del self._issued[lease.key]
                 if self._wanted(lease.key):
@@ -229,7 +243,8 @@ class Scheduler:
 
     def _lease(self, key: Key, producer: ProducerInfo) -> Lease:
         rows = self._plan_for(key[0]).batch(key[1])
-        lease = Lease(self._next_task_id, key, rows, producer.identity, self._generation)
+        slot = self._slots.take() if self._slots is not None and producer.shares_slots else None
+        lease = Lease(self._next_task_id, key, rows, producer.identity, self._generation, slot)
         self._next_task_id += 1
         self._leases[lease.task_id] = lease
         self._issued[key] = lease.task_id
@@ -256,12 +271,18 @@ class Scheduler:
         self.producers[identity].tasks.discard(result.task_id)
         if self._issued.get(lease.key) == lease.task_id:
             del self._issued[lease.key]
-        if lease.key < self._floor or lease.generation != self._generation:
+        in_slot = lease.slot is not None and result.slot == lease.slot
+        stale = lease.key < self._floor or lease.generation != self._generation
+        if lease.slot is not None and (stale or not in_slot):
+            self._free_slot(lease.slot)  # the producer is done with it and nothing will read it
+        if stale:
             self.counters.results_stale += 1
             return None
         try:
             batch = self._validate(lease, result)
         except ProtocolError:
+            if in_slot and lease.slot is not None:
+                self._free_slot(lease.slot)
             self._requeue.appendleft(lease.key)
             raise
         self._ready[lease.key] = batch
@@ -278,6 +299,23 @@ class Scheduler:
             raise ProtocolError(
                 f"result for task {lease.task_id} has {result.count} images; expected {expected}"
             )
+        images = self._images(lease, result, expected)  # the last check: nothing raises after it
+        rows = lease.rows[~np.isin(lease.rows, skipped_rows)] if skipped_rows else lease.rows
+        producer = self.producers[lease.producer].name
+        return ReadyBatch(lease.key, images, rows, result.skipped, producer)
+
+    def _free_slot(self, slot: int) -> None:
+        if self._slots is not None:
+            self._slots.release(slot)
+
+    def _images(self, lease: Lease, result: Result, expected: int) -> np.ndarray:
+        if result.slot is not None:
+            if result.slot != lease.slot or self._slots is None:
+                raise ProtocolError(
+                    f"result for task {lease.task_id} says its images are in slot {result.slot}; "
+                    f"the task lent slot {lease.slot}"
+                )
+            return self._slots.images(result.slot, expected, self._image_shape, self._dtype)
         buffer = memoryview(result.images)
         expected_bytes = expected * int(np.prod(self._image_shape)) * self._dtype.itemsize
         if buffer.nbytes != expected_bytes:
@@ -285,10 +323,7 @@ class Scheduler:
                 f"result for task {lease.task_id} carries {buffer.nbytes} bytes; expected "
                 f"{expected_bytes} ({expected} images of {self._image_shape} {self._dtype})"
             )
-        images = np.frombuffer(buffer, dtype=self._dtype).reshape((expected, *self._image_shape))
-        rows = lease.rows[~np.isin(lease.rows, skipped_rows)] if skipped_rows else lease.rows
-        producer = self.producers[lease.producer].name
-        return ReadyBatch(lease.key, images, rows, result.skipped, producer)
+        return np.frombuffer(buffer, dtype=self._dtype).reshape((expected, *self._image_shape))
 
     # -- consuming -------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from zerofeed.consumer.settings import (
     check_settings,
     resolve_local_producers,
 )
+from zerofeed.consumer.slots import SlotPool
 from zerofeed.consumer.stats import FeedStats, SkippedSample
 
 __all__ = ["FeedSequence"]
@@ -49,6 +50,7 @@ log = logging.getLogger("zerofeed.consumer")
 
 Batch = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray]
 _RECENT_SECONDS = 30.0
+_SPARE_SLOTS = 4  # shared-memory batches beyond max_queue_size: those the caller still holds
 
 
 class FeedSequence(keras.utils.PyDataset):
@@ -95,6 +97,9 @@ class FeedSequence(keras.utils.PyDataset):
             a free port, see :attr:`metrics_port`); ``docs/metrics.md`` lists them.
         initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming from a
             checkpoint; :meth:`seek` also resumes mid-epoch.
+        shared_memory: local producers write batches into shared memory that the batches are
+            then handed out from (no socket copy, no allocation per batch); ``False`` sends
+            them over the socket, as remote producers do.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class FeedSequence(keras.utils.PyDataset):
         server_secret_key: str | Path | None = None,
         authorized_keys: str | Path | None = None,
         metrics_port: int | None = None,
+        shared_memory: bool = True,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         check_settings(
@@ -169,26 +175,44 @@ class FeedSequence(keras.utils.PyDataset):
         )
         if keys_folder is not None:
             self._folders.append(keys_folder)
-        self._dispatcher = Dispatcher(
-            DispatcherSettings(
-                bind=endpoint,
-                max_message_size=self._max_message_size(),
-                heartbeat_interval=heartbeat_interval,
-                wait_log_interval=wait_log_interval,
-                curve=curve,
-            ),
-            Scheduler(
-                plan_for=self._plan,
-                max_queue_size=max_queue_size,
-                lease_timeout=lease_timeout,
-                required_transforms=frozenset(self._spec.plugin_names),
-                image_shape=(*self.image_size, 3),
-                dtype=np.dtype(dtype),
-                epoch=initial_epoch,
-                first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
-            ),
-            self._make_task,
+        self._shared_memory = (
+            SlotPool(
+                slot_bytes=batch_size
+                * self.image_size[0]
+                * self.image_size[1]
+                * 3
+                * np.dtype(dtype).itemsize,
+                count=max_queue_size + _SPARE_SLOTS,
+            )
+            if workers and shared_memory
+            else None
         )
+        try:
+            self._dispatcher = Dispatcher(
+                DispatcherSettings(
+                    bind=endpoint,
+                    max_message_size=self._max_message_size(),
+                    heartbeat_interval=heartbeat_interval,
+                    wait_log_interval=wait_log_interval,
+                    curve=curve,
+                ),
+                Scheduler(
+                    plan_for=self._plan,
+                    max_queue_size=max_queue_size,
+                    lease_timeout=lease_timeout,
+                    required_transforms=frozenset(self._spec.plugin_names),
+                    image_shape=(*self.image_size, 3),
+                    dtype=np.dtype(dtype),
+                    epoch=initial_epoch,
+                    first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
+                    slots=self._shared_memory,
+                ),
+                self._make_task,
+            )
+        except BaseException:
+            if self._shared_memory is not None:
+                self._shared_memory.close()
+            raise
         self._dispatcher.set_hint(self._hint(workers))
         self._dispatcher.set_status_source(self._status)
         warn_if_exposed(self._dispatcher.endpoint, encrypted=curve is not None)
@@ -201,22 +225,31 @@ class FeedSequence(keras.utils.PyDataset):
                     plugins=tuple(plugins),
                     heartbeat_interval=heartbeat_interval,
                     credentials=local_credentials,
+                    slots=self._shared_memory,
                 )
                 if workers
                 else None
             )
         except BaseException:
-            _release(self._dispatcher, None, tuple(self._folders))
+            _release(self._dispatcher, None, tuple(self._folders), slots=self._shared_memory)
             raise
         self._metrics = None
         if metrics_port is not None:
             try:
                 self._metrics = MetricsServer(metrics_port, self._metric_samples)
             except BaseException:
-                _release(self._dispatcher, self._local, tuple(self._folders))
+                _release(
+                    self._dispatcher, self._local, tuple(self._folders), slots=self._shared_memory
+                )
                 raise
         self._finalizer = weakref.finalize(
-            self, _release, self._dispatcher, self._local, tuple(self._folders), self._metrics
+            self,
+            _release,
+            self._dispatcher,
+            self._local,
+            tuple(self._folders),
+            self._metrics,
+            slots=self._shared_memory,
         )
 
     # -- the PyDataset interface -----------------------------------------------------------------
@@ -396,6 +429,7 @@ class FeedSequence(keras.utils.PyDataset):
             dtype=self.dtype,
             augment=self._augment_wire,
             samples=tuple((row, paths[row]) for row in rows),
+            slot=lease.slot,
         )
 
     def _deliver(self, batch: ReadyBatch) -> Batch:
@@ -494,6 +528,8 @@ def _release(
     local: LocalProducers | None,
     folders: tuple[str, ...],
     metrics: MetricsServer | None = None,
+    *,
+    slots: SlotPool | None = None,
 ) -> None:
     """Stop everything a FeedSequence started (run by close(), garbage collection or exit)."""
     if metrics is not None:
@@ -503,5 +539,7 @@ def _release(
             local.close()
     finally:
         dispatcher.close()
+        if slots is not None:
+            slots.close()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)

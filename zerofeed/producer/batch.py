@@ -47,8 +47,12 @@ class BatchMaker:
         self.images_made = 0
         self.batches_made = 0
 
-    def make(self, task: Task) -> Result:
-        """The result of ``task``; bad samples are listed as skipped, never raised."""
+    def make(self, task: Task, out: np.ndarray | None = None) -> Result:
+        """The result of ``task``; bad samples are listed as skipped, never raised.
+
+        With ``out`` (a buffer of at least the task's images, in its dtype: a shared-memory slot)
+        the images are written there and the result names ``task.slot`` instead of carrying them.
+        """
         try:
             renderer = self._renderer(task)
         except ConfigError as exc:
@@ -57,7 +61,8 @@ class BatchMaker:
             )
             return Result(task_id=task.task_id, count=0, skipped=skipped)
         height, width = task.image_size
-        images = np.empty((len(task.samples), height, width, 3), dtype=np.uint8)
+        shape = (len(task.samples), height, width, 3)
+        images = out if out is not None and task.dtype == "uint8" else np.empty(shape, np.uint8)
         skipped_list: list[Skipped] = []
         count = 0
         for row, path in task.samples:
@@ -76,6 +81,12 @@ class BatchMaker:
                 skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
         self.images_made += count
         self.batches_made += 1
+        if out is not None:
+            if images is not out:
+                _as_dtype(images[:count], task.dtype, out=out[:count])
+            return Result(
+                task_id=task.task_id, count=count, skipped=tuple(skipped_list), slot=task.slot
+            )
         return Result(
             task_id=task.task_id,
             count=count,
@@ -100,10 +111,10 @@ class BatchMaker:
         return renderer
 
 
-def _as_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
+def _as_dtype(images: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
     if dtype == "uint8":
         return images
-    scaled = np.empty(images.shape, dtype=np.float32)
+    scaled = np.empty(images.shape, dtype=np.float32) if out is None else out
     np.multiply(images, np.float32(1 / 255), out=scaled, dtype=np.float32)
     return scaled
 

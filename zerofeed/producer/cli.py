@@ -128,6 +128,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "waiting for the next one [ZEROFEED_EXIT_WITH_CONSUMER=1]",
     )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # Set by FeedSequence for its local producers: the consumer's shared-memory batch slots.
+    parser.add_argument("--slots", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--slot-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--slot-count", type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
 
@@ -150,6 +154,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         exit_with_consumer=args.exit_with_consumer,
         exit_with_parent=args.exit_with_parent,
         name=args.name,
+        slots=(args.slots, args.slot_bytes, args.slot_count) if args.slots else None,
     )
 
 

@@ -37,6 +37,8 @@ class ProducerConfig:
             the next one (for one-shot jobs such as ``docker compose up``).
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
+        slots: the consumer's shared-memory slot file, ``(path, slot bytes, slot count)``: tasks
+            that name a slot are written there instead of sent (local producers only).
     """
 
     endpoint: str
@@ -55,6 +57,7 @@ class ProducerConfig:
     exit_with_consumer: bool = False
     exit_with_parent: bool = False
     name: str | None = None
+    slots: tuple[Path, int, int] | None = None
 
     def __post_init__(self) -> None:
         if "://" not in self.endpoint:

@@ -13,22 +13,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import zmq
 
 from zerofeed.common.curve import load_public, load_secret
-from zerofeed.common.errors import ProtocolError
+from zerofeed.common.errors import ConfigError, ProtocolError
 from zerofeed.common.protocol import (
     Bye,
     Heartbeat,
     Hello,
     Message,
+    Result,
     Task,
     Unknown,
     Welcome,
     decode,
     encode,
 )
+from zerofeed.common.slots import SlotFile
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.report import ProducerReport
@@ -70,6 +74,33 @@ class Worker:
             if config.server_key is not None and config.secret_key is not None
             else None
         )
+        self._slots = _map_slots(config.slots, name)
+
+    def hello(self) -> Hello:
+        """This worker's ``HELLO``."""
+        return Hello(
+            producer=self._name,
+            credits=self._config.prefetch,
+            transforms=self._transforms,
+            slots=str(self._slots.path) if self._slots is not None else "",
+        )
+
+    def make(self, task: Task) -> Result:
+        """The result of ``task``, written into its shared-memory slot when it names one."""
+        return self._maker.make(task, self._slot_array(task))
+
+    def _slot_array(self, task: Task) -> np.ndarray | None:
+        if task.slot is None or self._slots is None:
+            return None
+        height, width = task.image_size
+        shape = (len(task.samples), height, width, 3)
+        dtype = np.dtype(task.dtype)
+        try:
+            buffer = self._slots.buffer(task.slot, int(np.prod(shape)) * dtype.itemsize)
+        except ConfigError as exc:
+            log.warning("%s: %s; sending task %d's images instead", self._name, exc, task.task_id)
+            return None
+        return np.frombuffer(memoryview(buffer), dtype=dtype).reshape(shape)
 
     def run(self) -> None:
         """Serve until stopped; each loop is one connection (a new one after a silent consumer)."""
@@ -119,13 +150,7 @@ class _Connection:
         try:
             self._socket.connect(self._config.endpoint)
             heartbeats.start()
-            self._send(
-                Hello(
-                    producer=self._worker._name,
-                    credits=self._config.prefetch,
-                    transforms=self._worker._transforms,
-                )
-            )
+            self._send(self._worker.hello())
             while not self._worker._stopping():
                 self._receive(timeout=0 if self._pending else _POLL_SECONDS)
                 if self._silent_too_long():
@@ -204,17 +229,11 @@ class _Connection:
                 self._session = message.session
         elif isinstance(message, Unknown):
             self._pending.clear()
-            self._send(
-                Hello(
-                    producer=self._worker._name,
-                    credits=self._config.prefetch,
-                    transforms=self._worker._transforms,
-                )
-            )
+            self._send(self._worker.hello())
 
     def _work_one(self) -> None:
         task = self._pending.popleft()
-        result = self._worker._maker.make(task)
+        result = self._worker.make(task)
         started = time.perf_counter()
         self._send_frames(encode(result), copy=False)
         self._worker.report.add_send(time.perf_counter() - started)
@@ -229,3 +248,15 @@ class _Connection:
                 self._last_sent = time.monotonic()
         except zmq.Again:
             log.warning("%s: consumer is not reading; dropped a message", self._worker._name)
+
+
+def _map_slots(slots: tuple[Path, int, int] | None, name: str) -> SlotFile | None:
+    """Map the consumer's slot file; without it (gone, unreadable) batches go over the socket."""
+    if slots is None:
+        return None
+    path, slot_bytes, count = slots
+    try:
+        return SlotFile(path, slot_bytes=slot_bytes, count=count)
+    except ConfigError as exc:
+        log.warning("%s: %s; sending batches over the socket instead", name, exc)
+        return None

@@ -1,0 +1,137 @@
+"""The consumer's pool of shared-memory batch slots, lent to local producers task by task.
+
+A task for a producer that mapped the pool's file carries a free slot; the producer renders the
+batch into it and answers with the slot instead of a frame, and the batch handed to Keras *is*
+that memory. A slot is free again when the last array over it is garbage-collected (the
+scheduler's copy, the caller's, and any view of either), when a result that was not used arrives
+for it, or when its task is handed back unstarted. A slot whose producer vanished mid-task might
+still be written to, so it is **quarantined** for good; with no slot free, tasks go over the
+socket as for remote producers. Only producers on this machine can map the file (``/dev/shm``,
+mode 0600, unlinked on close).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import pathlib
+import re
+import secrets
+import tempfile
+import threading
+import weakref
+
+import numpy as np
+
+from zerofeed.common.slots import SlotFile
+
+__all__ = ["SlotPool"]
+
+_PREFIX = "zerofeed-slots-"
+_NAME = re.compile(re.escape(_PREFIX) + r"(\d+)-[0-9a-f]+$")
+
+
+class SlotPool:
+    """``count`` batch slots of ``slot_bytes`` in a fresh shared-memory file.
+
+    Args:
+        slot_bytes: the bytes of one full batch.
+        count: how many slots (``max_queue_size`` plus a few the caller may still hold).
+        directory: where the file goes; default ``/dev/shm`` (memory), else the temp folder.
+    """
+
+    def __init__(
+        self, *, slot_bytes: int, count: int, directory: pathlib.Path | None = None
+    ) -> None:
+        folder = directory or _shared_memory_folder()
+        _remove_stale_files(folder)
+        path = folder / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        self._file = SlotFile(path, slot_bytes=slot_bytes, count=count, create=True)
+        self._free = list(range(count))
+        self._quarantined: set[int] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The slot file, for local producers to map (``zerofeed producer --slots``)."""
+        return self._file.path
+
+    @property
+    def slot_bytes(self) -> int:
+        return self._file.slot_bytes
+
+    @property
+    def count(self) -> int:
+        return self._file.count
+
+    @property
+    def free(self) -> int:
+        """Slots ready to lend now."""
+        with self._lock:
+            return len(self._free)
+
+    @property
+    def quarantined(self) -> int:
+        """Slots never lent again because their producer vanished mid-task."""
+        with self._lock:
+            return len(self._quarantined)
+
+    def take(self) -> int | None:
+        """A free slot (the lowest, so that rarely needed slots stay untouched), or None."""
+        with self._lock:
+            return heapq.heappop(self._free) if self._free and not self._closed else None
+
+    def release(self, slot: int) -> None:
+        """``slot`` is no longer written or read: lend it again."""
+        with self._lock:
+            if slot not in self._quarantined and slot not in self._free:
+                heapq.heappush(self._free, slot)
+
+    def quarantine(self, slot: int) -> None:
+        """A producer that vanished may still write ``slot``: never lend it again."""
+        with self._lock:
+            self._quarantined.add(slot)
+
+    def images(
+        self, slot: int, count: int, image_shape: tuple[int, ...], dtype: np.dtype
+    ) -> np.ndarray:
+        """The first ``count`` images in ``slot``, as an array that frees the slot when the
+        last array over this memory is garbage-collected."""
+        nbytes = count * int(np.prod(image_shape)) * dtype.itemsize
+        buffer = self._file.buffer(slot, nbytes)
+        weakref.finalize(buffer, self.release, slot)
+        return np.frombuffer(memoryview(buffer), dtype=dtype).reshape((count, *image_shape))
+
+    def close(self) -> None:
+        """Remove the file; arrays already handed out stay valid until they are dropped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._file.path.unlink(missing_ok=True)
+        self._file.close()
+
+
+def _shared_memory_folder() -> pathlib.Path:
+    shm = pathlib.Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else pathlib.Path(tempfile.gettempdir())
+
+
+def _remove_stale_files(folder: pathlib.Path) -> None:
+    """Slot files of consumers that died without closing (SIGKILL): their memory comes back."""
+    for path in folder.glob(_PREFIX + "*"):
+        match = _NAME.match(path.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

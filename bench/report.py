@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.rows import ROWS
-from bench.targets import MEMORY_LIMIT_BYTES, MiB, Target, extra_above_keras
+from bench.targets import MEMORY_LIMIT_BYTES, MiB, Target, consumer_peak, extra_above_keras
 
 __all__ = ["markdown", "write_chart", "write_outputs"]
 
@@ -51,7 +51,7 @@ def _table_row(key: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
         runs or "-",
         ratio,
         _cpu(result),
-        _mib(result.get("maxrss_bytes")),
+        _mib(consumer_peak(result)),
         "-" if extra is None or spec.kind in ("raw", "baseline") else f"{extra / MiB:.0f}",
         _mib(result.get("peak_tree_rss_bytes")),
     ]

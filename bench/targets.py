@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.config import BATCH_SIZE, IMAGE_SIZE, MAX_QUEUE_SIZE
 
-__all__ = ["MEMORY_LIMIT_BYTES", "Target", "evaluate", "extra_above_keras"]
+__all__ = ["MEMORY_LIMIT_BYTES", "Target", "consumer_peak", "evaluate", "extra_above_keras"]
 
 MiB = 2**20
 MEMORY_LIMIT_BYTES = MAX_QUEUE_SIZE * BATCH_SIZE * IMAGE_SIZE[0] * IMAGE_SIZE[1] * 3 + 64 * MiB
@@ -33,11 +33,21 @@ def _rate(results: Results, key: str) -> float | None:
     return float(value) if value else None
 
 
+def consumer_peak(result: dict[str, object]) -> int | None:
+    """The consumer's peak memory: its ``getrusage`` maxrss, plus the shared-memory batch slots
+    it created (in ``/dev/shm``, they count only as far as read in its RSS: added in full)."""
+    peak = result.get("maxrss_bytes")
+    if not isinstance(peak, int | float):
+        return None
+    shared = result.get("shared_memory_bytes", 0)
+    return int(peak) + (int(shared) if isinstance(shared, int | float) else 0)
+
+
 def extra_above_keras(results: Results, key: str) -> int | None:
-    """A row's consumer peak (``getrusage`` maxrss) above the bare ``import keras`` process's."""
+    """A row's consumer peak (:func:`consumer_peak`) above the bare ``import keras`` process's."""
     base = results.get("baseline", {}).get("maxrss_bytes")
-    peak = results.get(key, {}).get("maxrss_bytes")
-    return None if base is None or peak is None else int(peak) - int(base)
+    peak = consumer_peak(results.get(key, {}))
+    return None if base is None or peak is None else peak - int(base)
 
 
 def _ratio_target(name: str, zf: float | None, peer: float | None, need: float) -> Target:

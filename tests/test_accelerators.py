@@ -191,3 +191,36 @@ def test_a_truncated_jpeg_is_a_bad_sample_on_the_fast_path(tmp_path: pathlib.Pat
     with pytest.raises(BadSampleError) as caught:
         renderer.render_into(path, sample_rng(0, 0, 0), np.empty((64, 64, 3), np.uint8))
     assert caught.value.kind == "decode"
+
+
+def test_only_plain_colour_jpegs_skip_pillow(tmp_path: pathlib.Path) -> None:
+    """Files whose header could change what Pillow reports (orientation, format, mode) are opened
+    by Pillow; plain colour JPEGs are sized by libjpeg alone."""
+    plain = write_image(tmp_path / "plain.jpg", size=(64, 48))
+    assert decode.plain_jpeg_size(plain.read_bytes()) == (64, 48)
+    others = [
+        write_image(tmp_path / "exif.jpg", exif_orientation=1),
+        write_image(tmp_path / "gray.jpg", mode="L"),
+        write_image(tmp_path / "cmyk.jpg", mode="CMYK"),
+        write_image(tmp_path / "p.png"),
+    ]
+    for path in others:
+        assert decode.plain_jpeg_size(path.read_bytes()) is None, path.name
+    for fmt, params in (("JPEG", {"xmp": b"<x/>"}), ("MPO", {"save_all": True})):
+        buffer = io.BytesIO()
+        extra = [Image.new("RGB", (40, 30))] if fmt == "MPO" else []
+        Image.new("RGB", (40, 30)).save(buffer, fmt, append_images=extra, **params)
+        assert decode.plain_jpeg_size(buffer.getvalue()) is None, fmt
+    cut = plain.read_bytes()[:40]
+    assert decode.plain_jpeg_size(cut) is None
+
+
+def test_a_plain_jpeg_over_the_pixel_limit_is_refused_before_decoding(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_image(tmp_path / "big.jpg", size=(300, 200))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    renderer = Renderer(image_size=(64, 64), spec=parse_augment({}))
+    with pytest.raises(BadSampleError) as caught:
+        renderer.render_into(path, sample_rng(0, 0, 0), np.empty((64, 64, 3), np.uint8))
+    assert caught.value.kind == "too_large"

@@ -158,11 +158,13 @@ def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, in
         return loaded
 
     def spy_window(
-        image: Image.Image, data: bytes, scale: int, window: decode.Window
+        image: Image.Image | None, data: bytes, scale: int, window: decode.Window
     ) -> np.ndarray | None:
         pixels = decode_window(image, data, scale, window)
         if pixels is not None:
-            sizes.append(decode.scaled_size(image.size, scale))
+            stored = image.size if image is not None else decode.plain_jpeg_size(data)
+            assert stored is not None
+            sizes.append(decode.scaled_size(stored, scale))
         return pixels
 
     monkeypatch.setattr(decode, "load_rgb", spy)
@@ -348,11 +350,11 @@ def test_permission_error_while_reading(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the same mapping, where root would bypass chmod
-    def deny(self: pathlib.Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def deny(path: object, flags: int, *args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
 
     path = write_image(tmp_path / "secret.png")
-    monkeypatch.setattr(pathlib.Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     error = bad_sample(path)
     assert error.kind == "permission"
     assert "Permission denied" in error.reason

@@ -40,7 +40,9 @@ def run_feed_iterate(cfg: RunConfig) -> dict[str, object]:
 
         times = timed_epochs(epoch, warmup=cfg.warmup, runs=cfg.runs)
         stats = seq.stats
+        shared = seq.shared_memory_bytes
     return {
+        "shared_memory_bytes": shared,
         **times.summary(),
         "setup_s": setup,
         "wait_s": stats.wait_seconds,
@@ -52,4 +54,5 @@ def run_feed_iterate(cfg: RunConfig) -> dict[str, object]:
 def run_feed_fit(cfg: RunConfig) -> dict[str, object]:
     """``model.fit(seq)`` of the trivial model; epochs timed by a callback."""
     with _sequence(cfg) as seq:
-        return fit_epochs(seq, images=len(seq.manifest), warmup=cfg.warmup, runs=cfg.runs)
+        result = fit_epochs(seq, images=len(seq.manifest), warmup=cfg.warmup, runs=cfg.runs)
+        return {**result, "shared_memory_bytes": seq.shared_memory_bytes}

@@ -389,6 +389,15 @@ class FeedSequence(keras.utils.PyDataset):
                 epoch=self.epoch,
             )
 
+    @property
+    def shared_memory_bytes(self) -> int:
+        """Memory held by the shared-memory batch slots of the local producers (0 without).
+
+        It is outside this process's heap (in ``/dev/shm``) and enters its resident size only
+        as far as batches are read: count it with the feed's memory.
+        """
+        return self._shared_memory.resident_bytes if self._shared_memory is not None else 0
+
     def close(self) -> None:
         """Stop the local producers, the I/O thread and the socket; idempotent."""
         self._closed = True

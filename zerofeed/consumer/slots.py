@@ -77,6 +77,14 @@ class SlotPool:
         with self._lock:
             return len(self._quarantined)
 
+    @property
+    def resident_bytes(self) -> int:
+        """Memory the slot file holds now: the slots written so far (0 once closed)."""
+        try:
+            return self._file.path.stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
+
     def take(self) -> int | None:
         """A free slot (the lowest, so that rarely needed slots stay untouched), or None."""
         with self._lock:

@@ -8,6 +8,10 @@
  * exists. The pixels equal those of a full decode at the same scale (the Python side checks this
  * in tests); one extra iMCU column each side keeps the chroma upsampling context of a full decode.
  *
+ * plain_jpeg_size(data) -> (width, height) | None
+ *   the size of a colour JPEG whose header needs nothing from Pillow (no EXIF/XMP orientation,
+ *   not a multi-picture file), so a producer can crop and decode it without opening it in Pillow
+ *
  * decode_window(data, scale_num, x0, y0, width, height, out) -> None
  *   data:      the JPEG file (any buffer)
  *   scale_num: 1..8, decode at scale_num/8 of the stored size
@@ -119,6 +123,44 @@ static int decode_into(const unsigned char *data, size_t size, int scale_num, JD
     return warned ? -1 : 0;
 }
 
+/* Width and height of a colour JPEG that needs nothing from Pillow, else None: three
+ * components, and no APP1 (EXIF or XMP: orientation) or APP2 (MPO) marker. */
+static int plain_size(const unsigned char *data, size_t size, JDIMENSION *width,
+                      JDIMENSION *height) {
+    struct jpeg_decompress_struct cinfo;
+    window_error_mgr err;
+    memset(&err, 0, sizeof(err));
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = on_error_exit;
+    err.pub.emit_message = on_emit_message;
+    if (setjmp(err.escape)) {
+        jpeg_destroy_decompress(&cinfo);
+        return 0;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 1); /* one byte kept: enough to see it is there */
+    jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 1);
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    int plain = jpeg_read_header(&cinfo, TRUE) == JPEG_HEADER_OK && cinfo.num_components == 3 &&
+                cinfo.marker_list == NULL && !err.warned;
+    *width = cinfo.image_width;
+    *height = cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return plain;
+}
+
+static PyObject *plain_jpeg_size(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    JDIMENSION width = 0, height = 0;
+    int plain = data.len > 3 && ((unsigned char *)data.buf)[0] == 0xFF &&
+                ((unsigned char *)data.buf)[1] == 0xD8 &&
+                plain_size(data.buf, (size_t)data.len, &width, &height);
+    PyBuffer_Release(&data);
+    if (!plain) Py_RETURN_NONE;
+    return Py_BuildValue("(II)", width, height);
+}
+
 static PyObject *decode_window(PyObject *self, PyObject *args) {
     Py_buffer data, out;
     int scale_num;
@@ -153,6 +195,9 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"plain_jpeg_size", plain_jpeg_size, METH_VARARGS,
+     "plain_jpeg_size(data): (width, height) of a 3-component JPEG without APP1/APP2 markers, "
+     "else None."},
     {"decode_window", decode_window, METH_VARARGS,
      "decode_window(data, scale_num, x0, y0, width, height, out): decode a window of a JPEG at "
      "scale_num/8 into out (height x width x 4 bytes, RGBX)."},

@@ -84,16 +84,35 @@ def open_image(source: pathlib.Path | bytes) -> Image.Image:
     """
     data = source.read_bytes() if isinstance(source, pathlib.Path) else source
     image = Image.open(io.BytesIO(data))
-    _check_pixels(image)
+    _check_pixels(image.size)
     return image
 
 
-def _check_pixels(image: Image.Image) -> None:
+def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a colour JPEG that needs nothing from Pillow, without Pillow.
+
+    That is: zerofeed's C accelerator is built, and the file is a 3-component JPEG with no APP1
+    (EXIF or XMP, so orientation 1) and no APP2 (so not a multi-picture file) marker, which
+    Pillow would open as an upright ``RGB`` ``JPEG``. None otherwise (then :func:`open_image`).
+
+    Raises:
+        PIL.Image.DecompressionBombError: as :func:`open_image`.
+    """
+    if _jpegwindow is None:
+        return None
+    size = _jpegwindow.plain_jpeg_size(data)
+    if size is not None:
+        _check_pixels(size)
+    return size
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
     limit = Image.MAX_IMAGE_PIXELS
-    pixels = image.width * image.height
+    width, height = size
+    pixels = width * height
     if limit is not None and pixels > limit:
         raise Image.DecompressionBombError(
-            f"image is {image.width}x{image.height} = {pixels} pixels, more than "
+            f"image is {width}x{height} = {pixels} pixels, more than "
             f"PIL.Image.MAX_IMAGE_PIXELS = {limit}; raise that limit in the producer if such "
             "images are expected"
         )
@@ -179,13 +198,14 @@ def scaled_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
 
 
 def decode_jpeg_window(
-    image: Image.Image, data: bytes, scale: int, window: Window
+    image: Image.Image | None, data: bytes, scale: int, window: Window
 ) -> np.ndarray | None:
     """Decode the ``(left, top, right, bottom)`` window of a colour JPEG decoded at ``1 / scale``.
 
-    ``window`` is in pixels of the scaled image (:func:`scaled_size`). Returns a C-contiguous
-    ``(height, width, 4)`` uint8 RGBX array, or None when this is not a colour (YCbCr or RGB)
-    JPEG: the caller then decodes with Pillow.
+    ``window`` is in pixels of the scaled image (:func:`scaled_size`). ``image`` is the file
+    opened by :func:`open_image`, or None for one that :func:`plain_jpeg_size` accepted. Returns
+    a C-contiguous ``(height, width, 4)`` uint8 RGBX array, or None when this is not a colour
+    (YCbCr or RGB) JPEG: the caller then decodes with Pillow.
 
     The fastest decoder available does it, and all three give the same pixels (tests check it):
     zerofeed's C accelerator decodes only the window (rows after it are never read, columns
@@ -196,7 +216,7 @@ def decode_jpeg_window(
         OSError: corrupt or truncated data. The C accelerator never reads past the window, so it
             does not notice damage there that the others report.
     """
-    if image.format != "JPEG" or image.mode != "RGB":
+    if image is not None and (image.format != "JPEG" or image.mode != "RGB"):
         return None
     left, top, right, bottom = window
     if _jpegwindow is not None:
@@ -208,6 +228,8 @@ def decode_jpeg_window(
         except ValueError as exc:  # libjpeg's message for any corrupt data
             raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
         return pixels
+    if image is None:
+        raise ValueError("decode_jpeg_window needs the opened image without the C accelerator")
     full = _decode_scaled_rgbx(image, data, scale)
     return np.ascontiguousarray(full[top:bottom, left:right])
 

@@ -22,6 +22,7 @@ Without a crop the whole image is resized to ``image_size`` without keeping its 
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 import struct
 import time
@@ -195,28 +196,45 @@ class Renderer:
         self, data: bytes, rng: np.random.Generator, out: np.ndarray | None
     ) -> Image.Image | None:
         """Crop and resize; with ``out``, also draw the flips and write the sample there."""
+        size = decode.plain_jpeg_size(data)
+        if size is not None:  # a plain colour JPEG: no need to open it in Pillow
+            return self._crop_resize_image(data, None, size, 1, rng, out)
         with decode.open_image(data) as image:
             orientation = decode.exif_orientation(image)
-            left, top, width, height = self._crop_box(decode.oriented_size(image), rng)
-            hflip, vflip = self._draw_flips(rng) if out is not None else (False, False)
-            upright_box = (left, top, left + width, top + height)
-            box = decode.to_raw_box(upright_box, orientation, image.size)
-            size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
-            scale = decode.draft_scale((width, height), (self._width, self._height))
-            window, window_box = _window(box, scale, image.size, size)
-            pixels = decode.decode_jpeg_window(image, data, scale, window)
-            if pixels is None:  # not a colour JPEG: Pillow decodes and resizes
-                resized = _pillow_crop_resize(image, box, (width, height), size)
-            elif out is not None and orientation in _MIRRORS:
-                mirror_h, mirror_v = _MIRRORS[orientation]
-                resize.resize_into(
-                    pixels, window_box, out, hflip=hflip != mirror_h, vflip=vflip != mirror_v
-                )
-                return None
-            else:
-                stored = np.empty((size[1], size[0], 3), np.uint8)
-                resize.resize_into(pixels, window_box, stored)
-                resized = Image.fromarray(stored)
+            return self._crop_resize_image(data, image, image.size, orientation, rng, out)
+
+    def _crop_resize_image(
+        self,
+        data: bytes,
+        image: Image.Image | None,
+        stored_size: tuple[int, int],
+        orientation: int,
+        rng: np.random.Generator,
+        out: np.ndarray | None,
+    ) -> Image.Image | None:
+        upright_size = stored_size[::-1] if orientation >= 5 else stored_size
+        left, top, width, height = self._crop_box((upright_size[0], upright_size[1]), rng)
+        hflip, vflip = self._draw_flips(rng) if out is not None else (False, False)
+        upright_box = (left, top, left + width, top + height)
+        box = decode.to_raw_box(upright_box, orientation, stored_size)
+        size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
+        scale = decode.draft_scale((width, height), (self._width, self._height))
+        window, window_box = _window(box, scale, stored_size, size)
+        pixels = decode.decode_jpeg_window(image, data, scale, window)
+        if pixels is None:  # not a colour JPEG: Pillow decodes and resizes
+            if image is None:  # pragma: no cover - plain_jpeg_size accepts colour JPEGs only
+                raise ValueError("a plain JPEG the accelerator could not decode")
+            resized = _pillow_crop_resize(image, box, (width, height), size)
+        elif out is not None and orientation in _MIRRORS:
+            mirror_h, mirror_v = _MIRRORS[orientation]
+            resize.resize_into(
+                pixels, window_box, out, hflip=hflip != mirror_h, vflip=vflip != mirror_v
+            )
+            return None
+        else:
+            stored = np.empty((size[1], size[0], 3), np.uint8)
+            resize.resize_into(pixels, window_box, stored)
+            resized = Image.fromarray(stored)
         upright = decode.orient(resized, orientation)
         if out is None:
             return upright
@@ -360,7 +378,14 @@ def _write_image(out: np.ndarray, image: Image.Image, *, hflip: bool, vflip: boo
 
 def _read(path: pathlib.Path) -> bytes:
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:  # without Python's buffered file objects: a read of the size, then one at the end
+            chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
+            while chunks[-1]:  # more when the size was unknown (a pipe) or the file grew
+                chunks.append(os.read(fd, 1 << 20))
+            return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError as exc:
         raise BadSampleError(str(path), "missing", f"no such file ({exc.strerror})") from exc
     except PermissionError as exc:

@@ -75,9 +75,13 @@ def test_sigkilled_worker_mid_epoch_loses_and_duplicates_nothing(slow_dataset: P
 
 def test_stalled_producer_late_result_is_refused(slow_dataset: Path) -> None:
     """A producer presumed lost (SIGSTOP past its lease) comes back: its late results are refused."""
-    with feed(slow_dataset, max_queue_size=4) as seq:
-        fast = start_producer(seq.endpoint, slow_dataset.parent, "--heartbeat-interval", "0.25")
-        stalled = start_producer(seq.endpoint, slow_dataset.parent, "--heartbeat-interval", "0.25")
+    # 10 ms a sample: a producer is (almost) always mid-batch, so the stalled one holds a batch
+    # in hand that it finishes and sends after SIGCONT.
+    paced = {"custom": {"pause": {"seconds": 0.01}}}
+    options = ("--heartbeat-interval", "0.25", "--plugin", "tests.plugin_slow")
+    with feed(slow_dataset, max_queue_size=4, augment=paced) as seq:
+        fast = start_producer(seq.endpoint, slow_dataset.parent, *options)
+        stalled = start_producer(seq.endpoint, slow_dataset.parent, *options)
         try:
             wait_until(lambda: seq.stats.producers_connected == 2)
             seq[0]

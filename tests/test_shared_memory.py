@@ -6,6 +6,7 @@ objects; the end-to-end tests use real producer processes and check every sample
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
@@ -18,7 +19,7 @@ import psutil
 import pytest
 
 from tests.conftest import ID_SIZE, ids_of, wait_until, write_id_dataset
-from zerofeed.common.errors import ProtocolError
+from zerofeed.common.errors import ConfigError, ProtocolError
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Bye, Hello, Result, decode, encode
 from zerofeed.consumer import FeedSequence
@@ -229,3 +230,39 @@ def test_sigkilled_local_worker_loses_nothing_with_shared_memory(tmp_path: Path)
         seq.on_epoch_end()
         rows = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
         assert Counter(rows) == Counter(range(240))
+
+
+def no_room(fd: int, offset: int, length: int) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_pool_without_room_says_how_to_make_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with pytest.raises(ConfigError, match="shm-size") as caught:
+        SlotPool(slot_bytes=1 << 20, count=3, directory=tmp_path)
+    assert "shared_memory=False" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_without_room_for_slots_batches_go_over_the_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = write_id_dataset(tmp_path, 40)
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with FeedSequence(manifest, batch_size=8, image_size=ID_SIZE, local_producers=1) as seq:
+        rows = [row for i in range(len(seq)) for row in ids_of(seq[i][0])]
+        assert seq.shared_memory_bytes == 0
+    assert Counter(rows) == Counter(range(40))
+    assert "over the socket" in caplog.text
+
+
+def test_reserved_slots_are_counted_from_the_start(tmp_path: Path) -> None:
+    pool = SlotPool(slot_bytes=1 << 20, count=3, directory=tmp_path)
+    try:
+        assert pool.resident_bytes >= 3 << 20
+    finally:
+        pool.close()
+    assert pool.resident_bytes == 0

@@ -46,8 +46,8 @@ class SlotFile:
             action = "create" if create else "open"
             raise ConfigError(f"cannot {action} the slot file {self.path}: {exc}") from exc
         try:
-            if create:
-                os.ftruncate(fd, slot_bytes * count)
+            if create:  # reserve the memory now: a full /dev/shm would otherwise be a SIGBUS later
+                _reserve(fd, slot_bytes * count, self.path)
             size = os.fstat(fd).st_size
             if size < slot_bytes * count:
                 raise ConfigError(
@@ -76,3 +76,15 @@ class SlotFile:
         """Drop this process's mapping once nothing uses it (arrays handed out keep it alive)."""
         with contextlib.suppress(BufferError):  # batches still referenced keep the mapping alive
             self._map.close()
+
+
+def _reserve(fd: int, size: int, path: pathlib.Path) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot reserve {size / 2**20:.0f} MiB for batch slots in {path.parent}: "
+            f"{exc.strerror}; give it more room (in a container: --shm-size) or use "
+            "FeedSequence(shared_memory=False)"
+        ) from exc

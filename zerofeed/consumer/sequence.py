@@ -50,7 +50,7 @@ log = logging.getLogger("zerofeed.consumer")
 
 Batch = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray]
 _RECENT_SECONDS = 30.0
-_SPARE_SLOTS = 4  # shared-memory batches beyond max_queue_size: those the caller still holds
+_SPARE_SLOTS = 2  # shared-memory batches beyond max_queue_size: those the caller still holds
 
 
 class FeedSequence(keras.utils.PyDataset):
@@ -175,15 +175,9 @@ class FeedSequence(keras.utils.PyDataset):
         )
         if keys_folder is not None:
             self._folders.append(keys_folder)
+        batch_bytes = batch_size * self.image_size[0] * self.image_size[1] * 3
         self._shared_memory = (
-            SlotPool(
-                slot_bytes=batch_size
-                * self.image_size[0]
-                * self.image_size[1]
-                * 3
-                * np.dtype(dtype).itemsize,
-                count=max_queue_size + _SPARE_SLOTS,
-            )
+            _slot_pool(batch_bytes * np.dtype(dtype).itemsize, max_queue_size + _SPARE_SLOTS)
             if workers and shared_memory
             else None
         )
@@ -530,6 +524,16 @@ class FeedSequence(keras.utils.PyDataset):
             f"Start one with: zerofeed producer --connect {connect_address(self.endpoint)} "
             "--data-root <folder the manifest paths are relative to>"
         )
+
+
+def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:
+    """Shared memory for the local producers' batches; None (and a warning) when there is no
+    room for it: batches then go over the socket."""
+    try:
+        return SlotPool(slot_bytes=slot_bytes, count=count)
+    except ConfigError as exc:
+        log.warning("local producers send batches over the socket: %s", exc)
+        return None
 
 
 def _release(

@@ -50,16 +50,20 @@ static void on_emit_message(j_common_ptr cinfo, int level) {
     }
 }
 
+static void use_errors(struct jpeg_decompress_struct *cinfo, window_error_mgr *err) {
+    memset(err, 0, sizeof(*err));
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = on_error_exit;
+    err->pub.emit_message = on_emit_message;
+}
+
 static int decode_into(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
                        JDIMENSION y0, JDIMENSION width, JDIMENSION height, unsigned char *out,
                        char *message) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
     JSAMPLE *volatile row = NULL;
-    memset(&err, 0, sizeof(err));
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = on_error_exit;
-    err.pub.emit_message = on_emit_message;
+    use_errors(&cinfo, &err);
     if (setjmp(err.escape)) {
         jpeg_destroy_decompress(&cinfo);
         free(row);
@@ -129,10 +133,7 @@ static int plain_size(const unsigned char *data, size_t size, JDIMENSION *width,
                       JDIMENSION *height) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
-    memset(&err, 0, sizeof(err));
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = on_error_exit;
-    err.pub.emit_message = on_emit_message;
+    use_errors(&cinfo, &err);
     if (setjmp(err.escape)) {
         jpeg_destroy_decompress(&cinfo);
         return 0;

@@ -92,91 +92,86 @@ static void free_coeffs(coeffs *c) {
     free(c->kk);
 }
 
-/* Horizontal pass: rows [first, first + rows) of src (RGBX) into tmp (RGBX, out_w wide). */
-VECTORISED static void horizontal(const uint8_t *src, int src_w, int first, int rows,
-                                  const coeffs *c, int out_w, uint8_t *tmp) {
-    for (int yy = 0; yy < rows; yy++) {
-        const uint8_t *line = src + (size_t)(yy + first) * src_w * 4;
-        uint8_t *dst = tmp + (size_t)yy * out_w * 4;
-        for (int xx = 0; xx < out_w; xx++) {
-            const int32_t *k = c->kk + xx * c->ksize;
-            const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
-            int taps = c->bounds[xx * 2 + 1];
-            int32_t acc[4] = {HALF, HALF, HALF, HALF};
-            for (int x = 0; x < taps; x++)
-                for (int ch = 0; ch < 4; ch++) acc[ch] += (int32_t)p[x * 4 + ch] * k[x];
-            for (int ch = 0; ch < 4; ch++) dst[xx * 4 + ch] = clip8(acc[ch]);
-        }
+/* One row of the horizontal pass (RGBX in, RGBX out), in plain C. */
+static void row_plain(const uint8_t *line, const coeffs *c, int out_w, uint8_t *dst) {
+    for (int xx = 0; xx < out_w; xx++) {
+        const int32_t *k = c->kk + xx * c->ksize;
+        const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
+        int32_t acc[4] = {HALF, HALF, HALF, HALF};
+        for (int x = 0; x < c->bounds[xx * 2 + 1]; x++)
+            for (int ch = 0; ch < 4; ch++) acc[ch] += (int32_t)p[x * 4 + ch] * k[x];
+        for (int ch = 0; ch < 4; ch++) dst[xx * 4 + ch] = clip8(acc[ch]);
     }
 }
 
 #if HAVE_SSE41_PATH
-/* The same horizontal pass, the four channels of a tap in one SSE4.1 register. */
-__attribute__((target("sse4.1"))) static void horizontal_sse41(const uint8_t *src, int src_w,
-                                                               int first, int rows,
-                                                               const coeffs *c, int out_w,
-                                                               uint8_t *tmp) {
-    const __m128i half = _mm_set1_epi32(HALF);
-    for (int yy = 0; yy < rows; yy++) {
-        const uint8_t *line = src + (size_t)(yy + first) * src_w * 4;
-        uint8_t *dst = tmp + (size_t)yy * out_w * 4;
-        for (int xx = 0; xx < out_w; xx++) {
-            const int32_t *k = c->kk + xx * c->ksize;
-            const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
-            int taps = c->bounds[xx * 2 + 1];
-            __m128i acc = half;
-            for (int x = 0; x < taps; x++) {
-                int32_t pixel;
-                memcpy(&pixel, p + x * 4, 4);
-                __m128i wide = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(pixel));
-                acc = _mm_add_epi32(acc, _mm_mullo_epi32(wide, _mm_set1_epi32(k[x])));
-            }
-            /* >> 22, then saturate to 0..255 through int16: the same as clip8 */
-            __m128i shifted = _mm_srai_epi32(acc, PRECISION_BITS);
-            __m128i packed = _mm_packus_epi16(_mm_packs_epi32(shifted, shifted), shifted);
-            int32_t result = _mm_cvtsi128_si32(packed);
-            memcpy(dst + xx * 4, &result, 4);
+/* acc + the four channels of the pixel at p times weight k. */
+__attribute__((target("sse4.1"))) static inline __m128i add_tap(__m128i acc, const uint8_t *p,
+                                                                int32_t k) {
+    int32_t pixel;
+    memcpy(&pixel, p, 4);
+    __m128i wide = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(pixel));
+    return _mm_add_epi32(acc, _mm_mullo_epi32(wide, _mm_set1_epi32(k)));
+}
+
+/* >> 22, then saturate to 0..255 through int16 (the same as clip8), stored as one RGBX pixel. */
+__attribute__((target("sse4.1"))) static inline void store_pixel(__m128i acc, uint8_t *dst) {
+    __m128i shifted = _mm_srai_epi32(acc, PRECISION_BITS);
+    __m128i packed = _mm_packus_epi16(_mm_packs_epi32(shifted, shifted), shifted);
+    int32_t result = _mm_cvtsi128_si32(packed);
+    memcpy(dst, &result, 4);
+}
+
+/* One row of the horizontal pass, the four channels of a tap in one SSE4.1 register. */
+__attribute__((target("sse4.1"))) static void row_sse41(const uint8_t *line, const coeffs *c,
+                                                        int out_w, uint8_t *dst) {
+    for (int xx = 0; xx < out_w; xx++) {
+        const int32_t *k = c->kk + xx * c->ksize;
+        const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
+        __m128i acc = _mm_set1_epi32(HALF);
+        for (int x = 0; x < c->bounds[xx * 2 + 1]; x++) acc = add_tap(acc, p + x * 4, k[x]);
+        store_pixel(acc, dst + xx * 4);
+    }
+}
+
+/* The same, two taps at a time: the channels of taps x and x + 1 in one AVX2 register. */
+__attribute__((target("avx2"))) static void row_avx2(const uint8_t *line, const coeffs *c,
+                                                     int out_w, uint8_t *dst) {
+    for (int xx = 0; xx < out_w; xx++) {
+        const int32_t *k = c->kk + xx * c->ksize;
+        const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
+        int taps = c->bounds[xx * 2 + 1], x = 0;
+        __m256i pair_acc = _mm256_setzero_si256();
+        for (; x + 1 < taps; x += 2) {
+            __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + x * 4)));
+            __m256i weights = _mm256_set_m128i(_mm_set1_epi32(k[x + 1]), _mm_set1_epi32(k[x]));
+            pair_acc = _mm256_add_epi32(pair_acc, _mm256_mullo_epi32(wide, weights));
         }
+        __m128i acc = _mm_add_epi32(_mm256_castsi256_si128(pair_acc),
+                                    _mm256_extracti128_si256(pair_acc, 1));
+        acc = _mm_add_epi32(acc, _mm_set1_epi32(HALF));
+        if (x < taps) acc = add_tap(acc, p + x * 4, k[x]);
+        store_pixel(acc, dst + xx * 4);
     }
 }
 #endif
 
+typedef void (*row_pass)(const uint8_t *, const coeffs *, int, uint8_t *);
+
+/* Horizontal pass: rows [first, first + rows) of src (RGBX) into tmp (RGBX, out_w wide), with
+ * the widest instructions this CPU has. */
+static void horizontal(const uint8_t *src, int src_w, int first, int rows, const coeffs *c,
+                       int out_w, uint8_t *tmp) {
+    row_pass row = row_plain;
 #if HAVE_SSE41_PATH
-/* Two taps at a time: the four channels of taps x and x + 1 in one AVX2 register. */
-__attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src, int src_w,
-                                                            int first, int rows,
-                                                            const coeffs *c, int out_w,
-                                                            uint8_t *tmp) {
-    for (int yy = 0; yy < rows; yy++) {
-        const uint8_t *line = src + (size_t)(yy + first) * src_w * 4;
-        uint8_t *dst = tmp + (size_t)yy * out_w * 4;
-        for (int xx = 0; xx < out_w; xx++) {
-            const int32_t *k = c->kk + xx * c->ksize;
-            const uint8_t *p = line + (size_t)c->bounds[xx * 2] * 4;
-            int taps = c->bounds[xx * 2 + 1], x = 0;
-            __m256i pair_acc = _mm256_setzero_si256();
-            for (; x + 1 < taps; x += 2) {
-                __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + x * 4)));
-                __m256i weights = _mm256_set_m128i(_mm_set1_epi32(k[x + 1]), _mm_set1_epi32(k[x]));
-                pair_acc = _mm256_add_epi32(pair_acc, _mm256_mullo_epi32(wide, weights));
-            }
-            __m128i acc = _mm_add_epi32(_mm256_castsi256_si128(pair_acc),
-                                        _mm256_extracti128_si256(pair_acc, 1));
-            acc = _mm_add_epi32(acc, _mm_set1_epi32(HALF));
-            if (x < taps) {
-                int32_t pixel;
-                memcpy(&pixel, p + x * 4, 4);
-                __m128i wide = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(pixel));
-                acc = _mm_add_epi32(acc, _mm_mullo_epi32(wide, _mm_set1_epi32(k[x])));
-            }
-            __m128i shifted = _mm_srai_epi32(acc, PRECISION_BITS);
-            __m128i packed = _mm_packus_epi16(_mm_packs_epi32(shifted, shifted), shifted);
-            int32_t result = _mm_cvtsi128_si32(packed);
-            memcpy(dst + xx * 4, &result, 4);
-        }
-    }
-}
+    if (__builtin_cpu_supports("avx2"))
+        row = row_avx2;
+    else if (__builtin_cpu_supports("sse4.1"))
+        row = row_sse41;
 #endif
+    for (int yy = 0; yy < rows; yy++)
+        row(src + (size_t)(yy + first) * src_w * 4, c, out_w, tmp + (size_t)yy * out_w * 4);
+}
 
 /* Vertical pass: tmp (RGBX, width w) into out (RGB), mirrored as asked. */
 VECTORISED static void vertical(const uint8_t *tmp, int w, const coeffs *c, int out_h,
@@ -232,14 +227,7 @@ static int resample(const uint8_t *src, int src_w, int src_h, const float box[4]
         if (make_coeffs(src_w, box[0], box[2], out_w, &ch)) goto done;
         tmp = malloc((size_t)(last - first) * out_w * 4);
         if (!tmp) goto done;
-#if HAVE_SSE41_PATH
-        if (__builtin_cpu_supports("avx2"))
-            horizontal_avx2(src, src_w, first, last - first, &ch, out_w, tmp);
-        else if (__builtin_cpu_supports("sse4.1"))
-            horizontal_sse41(src, src_w, first, last - first, &ch, out_w, tmp);
-        else
-#endif
-            horizontal(src, src_w, first, last - first, &ch, out_w, tmp);
+        horizontal(src, src_w, first, last - first, &ch, out_w, tmp);
         rows = tmp;
         rows_w = out_w;
         row_offset = first;

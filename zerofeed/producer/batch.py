@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -65,20 +66,21 @@ class BatchMaker:
         images = out if out is not None and task.dtype == "uint8" else np.empty(shape, np.uint8)
         skipped_list: list[Skipped] = []
         count = 0
-        for row, path in task.samples:
-            try:
-                rng = sample_rng(task.seed, task.epoch, row)
-                with _deadline(self._sample_timeout):
-                    renderer.render_into(self._locator.locate(path), rng, images[count])
-                count += 1
-            except BadSampleError as exc:
-                skipped_list.append(Skipped(index=row, kind=exc.kind, reason=exc.reason))
-            except _SampleTimeout:
-                reason = (
-                    f"took longer than {self._sample_timeout:g} s (a hung decoder or stalled "
-                    "storage); raise --sample-timeout if such files are legitimately slow"
-                )
-                skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
+        with _Deadline(self._sample_timeout) as deadline:
+            for row, path in task.samples:
+                try:
+                    rng = sample_rng(task.seed, task.epoch, row)
+                    with deadline.sample():
+                        renderer.render_into(self._locator.locate(path), rng, images[count])
+                    count += 1
+                except BadSampleError as exc:
+                    skipped_list.append(Skipped(index=row, kind=exc.kind, reason=exc.reason))
+                except _SampleTimeout:
+                    reason = (
+                        f"took longer than {self._sample_timeout:g} s (a hung decoder or stalled "
+                        "storage); raise --sample-timeout if such files are legitimately slow"
+                    )
+                    skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
         self.images_made += count
         self.batches_made += 1
         if out is not None:
@@ -124,19 +126,37 @@ class _SampleTimeout(BaseException):
     the renderer may swallow it)."""
 
 
-@contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Deadline:
+    """``with _Deadline(seconds) as deadline:`` installs a SIGALRM handler for a batch; each
+    ``with deadline.sample():`` then cuts its sample off after ``seconds``. Off the main thread
+    (signals cannot be handled there), or with ``seconds`` 0 or None, nothing is cut off."""
 
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise _SampleTimeout
+    def __init__(self, seconds: float | None) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        self._seconds = float(seconds) if seconds and main else 0.0
+        self._previous: Any = None
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __enter__(self) -> _Deadline:
+        if self._seconds:
+            self._previous = signal.signal(signal.SIGALRM, _expire)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
+
+    @contextmanager
+    def sample(self) -> Iterator[None]:
+        if not self._seconds:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, self._seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _expire(_signum: int, _frame: FrameType | None) -> None:
+    raise _SampleTimeout

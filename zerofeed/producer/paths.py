@@ -9,6 +9,8 @@ from zerofeed.common.errors import BadSampleError
 
 __all__ = ["SampleLocator"]
 
+_MAX_FOLDERS = 4096
+
 
 class SampleLocator:
     """Resolves manifest paths against an optional data root.
@@ -19,18 +21,34 @@ class SampleLocator:
     """
 
     def __init__(self, data_root: Path | None) -> None:
-        self._root = Path(os.path.realpath(data_root)) if data_root is not None else None
+        self._root = os.path.realpath(data_root) if data_root is not None else None
+        self._folders: dict[str, str] = {}  # folder as named -> its real path
 
     def locate(self, path: str) -> Path:
         """The file to read for ``path``; raises :class:`BadSampleError` (kind ``outside_root``)."""
         if self._root is None:
             return Path(path)
-        resolved = Path(os.path.realpath(self._root / path))
-        if not resolved.is_relative_to(self._root):
+        resolved = self._resolve(os.path.join(self._root, path))
+        if os.path.commonpath((resolved, self._root)) != self._root:
             raise BadSampleError(
                 path,
                 "outside_root",
                 f"resolves to {str(resolved)!r}, outside the producer's data root "
                 f"{str(self._root)!r}",
             )
-        return resolved
+        return Path(resolved)
+
+    def _resolve(self, path: str) -> str:
+        """``os.path.realpath(path)``, remembering each folder's real path: a data set's files
+        share a few folders, and resolving one costs a system call per path component. Folders
+        are taken to stay put while the producer runs; the file itself is checked every time."""
+        folder, name = os.path.split(path)
+        real_folder = self._folders.get(folder)
+        if real_folder is None:
+            if len(self._folders) >= _MAX_FOLDERS:
+                self._folders.clear()
+            real_folder = self._folders[folder] = os.path.realpath(folder)
+        candidate = os.path.join(real_folder, name)
+        if name in ("", ".", "..") or os.path.islink(candidate):
+            return os.path.realpath(candidate)
+        return candidate

@@ -237,3 +237,28 @@ def test_plain_tcp_on_the_network_warns(id_dataset: Path, caplog) -> None:
     with remote_feed(id_dataset, batch_size=10):  # loopback: no warning
         pass
     assert not any("WITHOUT authentication" in r.getMessage() for r in caplog.records)
+
+
+def test_locator_checks_every_file_and_folder_though_it_remembers_folders(tmp_path: Path) -> None:
+    from zerofeed.common.errors import BadSampleError
+    from zerofeed.producer.paths import SampleLocator
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "img").mkdir(parents=True)
+    outside.mkdir()
+    (root / "img" / "a.png").write_bytes(b"a")
+    (outside / "b.png").write_bytes(b"b")
+    (root / "img" / "b.png").symlink_to(outside / "b.png")
+    (root / "img" / "c.png").symlink_to(root / "img" / "a.png")
+    (root / "away").symlink_to(outside)
+    locator = SampleLocator(root)
+    assert locator.locate("img/a.png") == root.resolve() / "img" / "a.png"
+    assert locator.locate("img/c.png") == root.resolve() / "img" / "a.png"  # inside: fine
+    for path in ("img/b.png", "away/b.png", "img/../../outside/b.png", str(outside / "b.png")):
+        with pytest.raises(BadSampleError) as caught:
+            locator.locate(path)
+        assert caught.value.kind == "outside_root", path
+    (root / "img" / "a.png").unlink()
+    (root / "img" / "a.png").symlink_to(outside / "b.png")  # the file changed: noticed
+    with pytest.raises(BadSampleError):
+        locator.locate("img/a.png")

@@ -17,7 +17,7 @@ from bench.config import RunConfig, machine_cores
 from bench.dataset import DATA_DIR, DatasetInfo, ensure_dataset
 from bench.report import write_outputs
 from bench.rows import ROWS
-from bench.runner import run_row
+from bench.runner import pool_rounds, run_row
 from bench.targets import evaluate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -27,7 +27,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     cores = machine_cores()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--images", type=int, default=3000, help="data set size (default 3000)")
-    parser.add_argument("--runs", type=int, default=3, help="timed epochs per row (default 3)")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="timed epochs per row and round (default 1)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run every row this many times, in turn (ABC ABC ...), and pool the timed epochs: "
+        "drift of the machine's speed then weighs on every row alike (default 3)",
+    )
     parser.add_argument(
         "--producers", type=int, default=cores, help=f"zerofeed local producers (default {cores})"
     )
@@ -43,7 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.runs = 320, 1
+        args.images, args.runs, args.rounds = 320, 1, 1
+    if args.runs < 1 or args.rounds < 1:
+        parser.error("--runs and --rounds must be at least 1")
     return args
 
 
@@ -80,23 +91,28 @@ def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> d
     big_cfg = dataclasses.replace(
         cfg, manifest=str(big.manifest), images=big.images, runs=1, warmup=0
     )
-    results: dict[str, Any] = {}
-    for row in ROWS:
-        if args.rows and row.key not in args.rows and row.key != "baseline":
-            continue
-        started = time.perf_counter()
-        row_cfg = big_cfg if row.kind == "memory" else cfg
-        result = run_row(row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout)
-        results[row.key] = result
-        rate = result.get("images_per_s")
-        what = result.get("error") or (f"{rate:.0f} images/s" if rate else "done")
-        other = result.get("other_cpu_s", 0.0)
-        print(
-            f"{row.key:>18}: {what} ({time.perf_counter() - started:.0f} s; "
-            f"other jobs used {other:.0f} CPU s meanwhile)",
-            flush=True,
-        )
-    return results
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_number + 1} of {args.rounds}", flush=True)
+        for row in ROWS:
+            if args.rows and row.key not in args.rows and row.key != "baseline":
+                continue
+            if row.kind in ("memory", "baseline") and round_number > 0:
+                continue  # memory figures do not drift: once is enough
+            started = time.perf_counter()
+            row_cfg = big_cfg if row.kind == "memory" else cfg
+            result = run_row(row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout)
+            rounds.setdefault(row.key, []).append(result)
+            rate = result.get("images_per_s")
+            what = result.get("error") or (f"{rate:.0f} images/s" if rate else "done")
+            other = result.get("other_cpu_s", 0.0)
+            print(
+                f"{row.key:>18}: {what} ({time.perf_counter() - started:.0f} s; "
+                f"other jobs used {other:.0f} CPU s meanwhile)",
+                flush=True,
+            )
+    return {key: pool_rounds(results) for key, results in rounds.items()}
 
 
 def main(argv: list[str]) -> None:

@@ -75,7 +75,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"{data['mean_bytes'] / 1000:.1f} KB, mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px "
         f"(4x set: {report['dataset_4x']['images']} images). Batch 64, 224x224 uint8; "
         f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; median of "
-        f"{cfg['runs']} epoch(s) after {cfg['warmup']} warm-up epoch. Total {report['total_seconds'] / 60:.1f} min.",
+        f"{_epochs(cfg)} after {cfg['warmup']} warm-up epoch. Total {report['total_seconds'] / 60:.1f} min.",
         "",
         _HEADER,
         "|---" * (_HEADER.count("|") - 1) + "|",
@@ -161,3 +161,13 @@ def write_outputs(report: Mapping[str, Any], folder: Path) -> str:
     (folder / "results.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     write_chart(report, folder / "results.png")
     return text
+
+
+def _epochs(cfg: dict[str, Any]) -> str:
+    rounds = int(cfg.get("rounds", 1))
+    if rounds == 1:
+        return f"{cfg['runs']} epoch(s)"
+    return (
+        f"{cfg['runs'] * rounds} epochs: {rounds} rounds that each run every row in turn, "
+        f"{cfg['runs']} timed epoch(s) a row, each round in a fresh process"
+    )

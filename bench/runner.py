@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from bench.config import RunConfig
 from bench.measure import TreeSampler
 
-__all__ = ["run_row"]
+__all__ = ["pool_rounds", "run_row"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -76,3 +78,35 @@ def _our_cpu() -> float:
 def _tail(path: Path, lines: int = 3) -> str:
     text = path.read_text(errors="replace").strip().splitlines()
     return " | ".join(text[-lines:])
+
+
+_POOLED = (("runs_images_per_s", "images_per_s"), ("runs_cpu_ms_per_batch", "cpu_ms_per_batch"))
+
+
+def pool_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's results from several rounds as one: timed epochs pooled (medians over all of
+    them), memory peaks the highest, CPU used by other jobs added up. A failed round is left out
+    (and named); with every round failed, the last error."""
+    good = [r for r in results if "error" not in r]
+    if not good:
+        return results[-1]
+    pooled = dict(good[-1])
+    for runs_key, median_key in _POOLED:
+        if all(runs_key in r for r in good):
+            values = [v for r in good for v in r[runs_key]]
+            pooled[runs_key] = values
+            pooled[median_key] = statistics.median(values)
+    for key in ("sys_ms_per_batch",):
+        if all(key in r for r in good):
+            pooled[key] = statistics.median(r[key] for r in good)
+    for key in ("maxrss_bytes", "peak_rss_bytes", "peak_tree_rss_bytes", "peak_processes"):
+        if all(key in r for r in good):
+            pooled[key] = max(r[key] for r in good)
+    for key in ("end_s", "images_per_run", "batches_per_run"):
+        if all(key in r for r in good):
+            pooled[key] = [v for r in good for v in r[key]]
+    pooled["other_cpu_s"] = sum(float(r.get("other_cpu_s", 0.0)) for r in good)
+    pooled["rounds"] = len(good)
+    if len(good) < len(results):
+        pooled["failed_rounds"] = [r["error"] for r in results if "error" in r]
+    return pooled

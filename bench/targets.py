@@ -33,7 +33,7 @@ def _rate(results: Results, key: str) -> float | None:
     return float(value) if value else None
 
 
-def consumer_peak(result: dict[str, object]) -> int | None:
+def consumer_peak(result: Mapping[str, Any]) -> int | None:
     """The consumer's peak memory: its ``getrusage`` maxrss, plus the shared-memory batch slots
     it created (in ``/dev/shm``, they count only as far as read in its RSS: added in full)."""
     peak = result.get("maxrss_bytes")

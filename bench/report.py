@@ -74,8 +74,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"{report['machine']['description']}; {cores} cores. Data: {data['images']} JPEGs, mean "
         f"{data['mean_bytes'] / 1000:.1f} KB, mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px "
         f"(4x set: {report['dataset_4x']['images']} images). Batch 64, 224x224 uint8; "
-        f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; median of "
-        f"{_epochs(cfg)} after {cfg['warmup']} warm-up epoch. Total {report['total_seconds'] / 60:.1f} min.",
+        f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; {_epochs(cfg)}. "
+        f"Total {report['total_seconds'] / 60:.1f} min.",
         "",
         _HEADER,
         "|---" * (_HEADER.count("|") - 1) + "|",
@@ -164,10 +164,10 @@ def write_outputs(report: Mapping[str, Any], folder: Path) -> str:
 
 
 def _epochs(cfg: dict[str, Any]) -> str:
-    rounds = int(cfg.get("rounds", 1))
+    rounds, runs, warmup = int(cfg.get("rounds", 1)), int(cfg["runs"]), int(cfg["warmup"])
     if rounds == 1:
-        return f"{cfg['runs']} epoch(s)"
+        return f"median of {runs} timed epoch(s) after {warmup} warm-up epoch"
     return (
-        f"{cfg['runs'] * rounds} epochs: {rounds} rounds that each run every row in turn, "
-        f"{cfg['runs']} timed epoch(s) a row, each round in a fresh process"
+        f"median of {runs * rounds} timed epochs: {rounds} rounds, each running every row in turn "
+        f"in a fresh process ({warmup} warm-up epoch, then {runs} timed)"
     )

@@ -116,7 +116,9 @@ def test_accelerator_arguments_are_checked() -> None:
         resize._resample.resize_into(pixels, 10, 10, (0.0, 0.0, 9.0, 9.0), out, 5, 4, False, False)
 
 
-def test_resize_into_equals_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("widest", [2, 1, 0], ids=["avx2", "sse4.1", "plain-c"])
+def test_resize_into_equals_pillow(monkeypatch: pytest.MonkeyPatch, widest: int) -> None:
+    assert resize._resample is not None
     rng = np.random.default_rng(7)
     cases = 0
     for _ in range(60):
@@ -129,7 +131,9 @@ def test_resize_into_equals_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
             for out_size in ((224, 224), (int(rng.integers(1, 300)), int(rng.integers(1, 300)))):
                 hflip, vflip = (bool(v) for v in rng.integers(0, 2, 2))
                 fast = np.empty((out_size[1], out_size[0], 3), np.uint8)
-                resize.resize_into(pixels, box, fast, hflip=hflip, vflip=vflip)
+                resize._resample.resize_into(
+                    pixels, width, height, box, fast, *out_size, hflip, vflip, widest
+                )
                 slow = np.empty_like(fast)
                 with monkeypatch.context() as patch:
                     patch.setattr(resize, "_resample", None)

@@ -8,10 +8,12 @@
  * work around it: no intermediate Pillow images, loops the compiler vectorises, and the result
  * lands as packed RGB in the caller's buffer, optionally mirrored, with no further copy.
  *
- * resize_into(src, src_width, src_height, box, out, out_width, out_height, hflip, vflip)
+ * resize_into(src, src_width, src_height, box, out, out_width, out_height, hflip, vflip[, widest])
  *   src:  C-contiguous RGBX (4 bytes a pixel) buffer of src_height x src_width pixels
  *   box:  (left, top, right, bottom) in source pixels, as Pillow's box (floats)
  *   out:  writable C-contiguous buffer of out_height x out_width x 3 bytes
+ *   widest: the widest instructions the horizontal pass may use: 0 plain C, 1 SSE4.1, 2 AVX2
+ *           (the default; each is used only where the CPU has it); lower values are for tests
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -161,13 +163,15 @@ typedef void (*row_pass)(const uint8_t *, const coeffs *, int, uint8_t *);
 /* Horizontal pass: rows [first, first + rows) of src (RGBX) into tmp (RGBX, out_w wide), with
  * the widest instructions this CPU has. */
 static void horizontal(const uint8_t *src, int src_w, int first, int rows, const coeffs *c,
-                       int out_w, uint8_t *tmp) {
+                       int out_w, uint8_t *tmp, int widest) {
     row_pass row = row_plain;
 #if HAVE_SSE41_PATH
-    if (__builtin_cpu_supports("avx2"))
+    if (widest >= 2 && __builtin_cpu_supports("avx2"))
         row = row_avx2;
-    else if (__builtin_cpu_supports("sse4.1"))
+    else if (widest >= 1 && __builtin_cpu_supports("sse4.1"))
         row = row_sse41;
+#else
+    (void)widest;
 #endif
     for (int yy = 0; yy < rows; yy++)
         row(src + (size_t)(yy + first) * src_w * 4, c, out_w, tmp + (size_t)yy * out_w * 4);
@@ -210,7 +214,8 @@ static void pack_rows(const uint8_t *src, int w, int first, int out_h, uint8_t *
     }
 }
 
-static int resample(const uint8_t *src, int src_w, int src_h, const float box[4], uint8_t *out,
+static int resample(int widest, const uint8_t *src, int src_w, int src_h, const float box[4],
+                    uint8_t *out,
                     int out_w, int out_h, int hflip, int vflip) {
     int need_h = out_w != src_w || box[0] != 0.0f || box[2] != (float)out_w;
     int need_v = out_h != src_h || box[1] != 0.0f || box[3] != (float)out_h;
@@ -227,7 +232,7 @@ static int resample(const uint8_t *src, int src_w, int src_h, const float box[4]
         if (make_coeffs(src_w, box[0], box[2], out_w, &ch)) goto done;
         tmp = malloc((size_t)(last - first) * out_w * 4);
         if (!tmp) goto done;
-        horizontal(src, src_w, first, last - first, &ch, out_w, tmp);
+        horizontal(src, src_w, first, last - first, &ch, out_w, tmp, widest);
         rows = tmp;
         rows_w = out_w;
         row_offset = first;
@@ -252,8 +257,9 @@ static PyObject *resize_into(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer src, out;
     int src_w, src_h, out_w, out_h, hflip, vflip;
     float box[4];
-    if (!PyArg_ParseTuple(args, "y*ii(ffff)w*iipp", &src, &src_w, &src_h, &box[0], &box[1],
-                          &box[2], &box[3], &out, &out_w, &out_h, &hflip, &vflip))
+    int widest = 2; /* 0: plain C, 1: up to SSE4.1, 2: up to AVX2 (for tests) */
+    if (!PyArg_ParseTuple(args, "y*ii(ffff)w*iipp|i", &src, &src_w, &src_h, &box[0], &box[1],
+                          &box[2], &box[3], &out, &out_w, &out_h, &hflip, &vflip, &widest))
         return NULL;
     PyObject *result = NULL;
     if (src_w < 1 || src_h < 1 || out_w < 1 || out_h < 1) {
@@ -273,7 +279,8 @@ static PyObject *resize_into(PyObject *Py_UNUSED(self), PyObject *args) {
     } else {
         int status;
         Py_BEGIN_ALLOW_THREADS
-        status = resample(src.buf, src_w, src_h, box, out.buf, out_w, out_h, hflip, vflip);
+        status =
+            resample(widest, src.buf, src_w, src_h, box, out.buf, out_w, out_h, hflip, vflip);
         Py_END_ALLOW_THREADS
         if (status == 0) {
             result = Py_None;
@@ -289,7 +296,8 @@ static PyObject *resize_into(PyObject *Py_UNUSED(self), PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"resize_into", resize_into, METH_VARARGS,
-     "resize_into(src, src_width, src_height, box, out, out_width, out_height, hflip, vflip): "
+     "resize_into(src, src_width, src_height, box, out, out_width, out_height, hflip, vflip"
+     "[, widest]): "
      "Pillow's bilinear resize of an RGBX box into packed RGB, bit-exact."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,5 +10,6 @@ def resize_into(
     out_height: int,
     hflip: bool,
     vflip: bool,
+    widest: int = 2,
     /,
 ) -> None: ...

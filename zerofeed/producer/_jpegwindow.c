@@ -6,7 +6,7 @@
  * columns that cover it are transformed, upsampled and colour-converted (jpeg_crop_scanline).
  * A DCT scale of M/8 (scale_num = M) shrinks the image inside the inverse DCT, before any pixel
  * exists. The pixels equal those of a full decode at the same scale (the Python side checks this
- * in tests); one extra iMCU column each side keeps the chroma upsampling context of a full decode.
+ * in tests); two extra columns each side keep the chroma upsampling context of a full decode.
  *
  * plain_jpeg_size(data) -> (width, height) | None
  *   the size of a colour JPEG whose header needs nothing from Pillow (no EXIF/XMP orientation,
@@ -89,10 +89,12 @@ static int decode_into(const unsigned char *data, size_t size, int scale_num, JD
     }
     jpeg_start_decompress(&cinfo);
 
-    /* One iMCU column of context each side, then libjpeg aligns the start down to an iMCU. */
-    JDIMENSION imcu = (JDIMENSION)(cinfo.max_h_samp_factor * scale_num);
-    JDIMENSION crop_x = x0 > imcu ? x0 - imcu : 0;
-    JDIMENSION crop_end = x0 + width + imcu;
+    /* Two columns of context each side: fancy chroma upsampling treats the cropped region's
+     * outermost column as an image edge, so that column may differ from a full decode. libjpeg
+     * then aligns the start down to an iMCU boundary. */
+    JDIMENSION context = 2;
+    JDIMENSION crop_x = x0 > context ? x0 - context : 0;
+    JDIMENSION crop_end = x0 + width + context;
     if (crop_end > cinfo.output_width) crop_end = cinfo.output_width;
     JDIMENSION crop_width = crop_end - crop_x;
     if (crop_x > 0 || crop_width < cinfo.output_width)

@@ -9,10 +9,11 @@ FROM ${BASE_IMAGE} AS build
 COPY docker/wheels/ /wheels/
 COPY pyproject.toml setup.py README.md /src/
 COPY zerofeed/ /src/zerofeed/
-# The C accelerators need a compiler and libjpeg-turbo's headers; without them (no Debian mirror
-# reachable) zerofeed still installs and makes the same pixels, more slowly.
+# The C accelerators need a compiler and Python's and libjpeg-turbo's headers; without them (no
+# Debian mirror reachable) zerofeed still installs and makes the same pixels, more slowly.
 RUN (apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
-        libjpeg62-turbo-dev) >/dev/null 2>&1 || echo "no compiler: portable decode and resize"
+        libpython3-dev libjpeg62-turbo-dev) >/dev/null 2>&1 \
+    || echo "no compiler: portable decode and resize"
 # Offline from docker/wheels/ when it holds wheels, else from the package index.
 RUN python3 -m venv /opt/venv \
  && if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links /wheels; fi \

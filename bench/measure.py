@@ -13,8 +13,8 @@ import psutil
 
 __all__ = ["EpochTimes", "TreeSampler", "max_rss_bytes", "sys_time", "timed_epochs"]
 
-SAMPLE_INTERVAL = 0.02
-_REFRESH_INTERVAL = 0.5  # listing descendants scans /proc: do it less often than sampling RSS
+SAMPLE_INTERVAL = 0.1  # its CPU time is taken from the measured rows: 10 Hz keeps it near 0.3 %
+_REFRESH_INTERVAL = 2.0  # listing descendants scans /proc: do it less often than sampling RSS
 
 
 @dataclass
@@ -89,7 +89,7 @@ def max_rss_bytes() -> int:
 
 
 class TreeSampler:
-    """Samples the RSS of a process and of all its descendants every 20 ms, in a thread.
+    """Samples the RSS of a process and of all its descendants every 100 ms, in a thread.
 
     Run it in the *parent* of the measured process, so that sampling costs the measured process
     no CPU time. Tree figures add up each process's RSS (pages shared between processes, such as

@@ -5,13 +5,19 @@ sample's ``numpy.random.Generator`` in this order and only for enabled transform
 and generator state give byte-identical pixels on any machine:
 
 1. geometry: a random resized crop box (torchvision's algorithm, on the upright image) or the whole
-   image; then a JPEG decoded at the smallest libjpeg scale that keeps the box at least the output
-   size, and a single antialiased bilinear ``resize(box=...)`` that crops and scales at once.
-   The resize happens on the stored (not yet upright) pixels; only the small result is transposed;
+   image. A colour JPEG is decoded only in a window around the box, at the smallest libjpeg scale
+   that keeps the box at least the output size, and the window is resized with Pillow's
+   antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images are decoded
+   by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored (not yet
+   upright) pixels; only the small result is transposed;
 2. rotation about the centre, bilinear, same size, black fill;
 3. brightness, 4. contrast, 5. saturation (``PIL.ImageEnhance``), factor in ``[1 - x, 1 + x]``;
 6. custom transforms from plugins, in the spec's order;
-7. horizontal then vertical flip, applied by slicing while copying into the output buffer.
+7. horizontal then vertical flip, applied while copying into the output buffer.
+
+With no transform between geometry and the flips (the common case), the flips are drawn right
+after the crop box (the same order of draws) and the resize writes the flipped sample straight
+into the output buffer.
 
 Without a crop the whole image is resized to ``image_size`` without keeping its aspect ratio, as
 ``keras.utils.image_dataset_from_directory`` does. Alpha is dropped (see

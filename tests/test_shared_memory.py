@@ -25,6 +25,7 @@ from zerofeed.common.protocol import Bye, Hello, Result, decode, encode
 from zerofeed.consumer import FeedSequence
 from zerofeed.consumer.scheduler import Lease, Scheduler
 from zerofeed.consumer.slots import SlotPool
+from zerofeed.status import format_status
 
 SHAPE = (2, 2, 3)
 A, B = b"producer-a", b"producer-b"
@@ -201,8 +202,11 @@ def test_batches_held_past_the_pool_stay_intact_and_outlive_close(tmp_path: Path
     with FeedSequence(
         manifest, batch_size=8, image_size=ID_SIZE, seed=2, local_producers=2, max_queue_size=4
     ) as seq:
-        held = [seq[i][0] for i in range(len(seq))]  # 25 batches held, 8 slots: the rest by socket
+        held = [seq[i][0] for i in range(len(seq))]  # 25 batches held, 6 slots: the rest by socket
         path = seq._shared_memory.path
+        state = seq._status()["shared_memory"]
+        assert state["slots"] == 4 + 2 and state["free"] == 0, "held batches keep their slots"
+        assert "shared memory: 6 batch slots" in format_status(seq._status())
     assert not path.exists()
     rows = [row for images in held for row in ids_of(images)]
     assert Counter(rows) == Counter(range(200)), "a held batch was overwritten"

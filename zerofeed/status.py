@@ -77,6 +77,12 @@ def format_status(state: Mapping[str, Any]) -> str:
         f"{state.get('connections_refused')} connections, skipped "
         f"{state.get('samples_skipped')} samples",
     ]
+    slots = state.get("shared_memory")
+    if isinstance(slots, Mapping):
+        lines.append(
+            f"shared memory: {slots.get('slots')} batch slots ({slots.get('bytes', 0) / 2**20:.0f} "
+            f"MiB), {slots.get('free')} free, {slots.get('quarantined')} quarantined"
+        )
     producers = state.get("producers") or []
     lines.append(f"{len(producers)} producer worker(s):")
     lines += [f"  {p['name']:<40} {p['tasks']}/{p['capacity']} tasks" for p in producers]

@@ -510,6 +510,18 @@ class FeedSequence(keras.utils.PyDataset):
             "connections_refused": stats.connections_refused,
             "samples_skipped": len(stats.skipped),
             "uptime_s": now - self._started,
+            "shared_memory": self._slot_state(),
+        }
+
+    def _slot_state(self) -> dict[str, int] | None:
+        pool = self._shared_memory
+        if pool is None:
+            return None
+        return {
+            "slots": pool.count,
+            "free": pool.free,
+            "quarantined": pool.quarantined,
+            "bytes": pool.resident_bytes,
         }
 
     def _max_message_size(self) -> int:

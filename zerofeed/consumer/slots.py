@@ -49,7 +49,9 @@ class SlotPool:
         self._file = SlotFile(path, slot_bytes=slot_bytes, count=count, create=True)
         self._free = list(range(count))
         self._quarantined: set[int] = set()
-        self._lock = threading.Lock()
+        self._lock = (
+            threading.RLock()
+        )  # re-entrant: a batch may be garbage-collected (and free its slot) anywhere
         self._closed = False
 
     @property

@@ -180,7 +180,11 @@ def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, 
     """
     if image.format != "JPEG":
         return 1.0
-    scale = draft_scale(region, out_size)
+    return _draft_at(image, draft_scale(region, out_size))
+
+
+def _draft_at(image: Image.Image, scale: int) -> float:
+    """Ask Pillow to decode a JPEG at ``1 / scale``; the factor :func:`draft` returns."""
     if scale == 1:
         return 1.0
     width, height = image.size
@@ -245,8 +249,7 @@ def _decode_scaled_rgbx(image: Image.Image, data: bytes, scale: int) -> np.ndarr
             raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
         if pixels.shape[:2] == (size[1], size[0]):
             return pixels
-    if scale > 1:
-        image.draft(image.mode, (image.width // scale, image.height // scale))
+    _draft_at(image, scale)
     loaded = load_rgb(image)
     if loaded.size != size:  # pragma: no cover - libjpeg always honours these scales
         raise OSError(f"Pillow decoded {loaded.size} at 1/{scale}, expected {size}")

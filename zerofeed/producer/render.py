@@ -163,7 +163,7 @@ class Renderer:
         if isinstance(result, np.ndarray):
             np.copyto(out, result[:: -1 if vflip else 1, :: -1 if hflip else 1])
             return
-        _write_image(out, result, hflip=hflip, vflip=vflip)
+        resize.write_image(out, result, hflip=hflip, vflip=vflip)
 
     def _draw_flips(self, rng: np.random.Generator) -> tuple[bool, bool]:
         hflip = self._spec.horizontal_flip and rng.random() < 0.5
@@ -244,7 +244,7 @@ class Renderer:
         upright = decode.orient(resized, orientation)
         if out is None:
             return upright
-        _write_image(out, upright, hflip=hflip, vflip=vflip)
+        resize.write_image(out, upright, hflip=hflip, vflip=vflip)
         return None
 
     def _crop_box(
@@ -372,14 +372,6 @@ def _pillow_crop_resize(
         box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
         reducing_gap=None,
     )
-
-
-def _write_image(out: np.ndarray, image: Image.Image, *, hflip: bool, vflip: bool) -> None:
-    if hflip:  # Pillow's transpose is far cheaper than a negative-stride numpy copy
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if vflip:
-        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-    np.copyto(out, np.frombuffer(image.tobytes(), np.uint8).reshape(out.shape))
 
 
 def _read(path: pathlib.Path) -> bytes:

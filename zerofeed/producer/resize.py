@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - built without a C compiler
     _resample = None  # type: ignore[assignment]
 
-__all__ = ["resize_into"]
+__all__ = ["resize_into", "write_image"]
 
 Box = tuple[float, float, float, float]
 
@@ -48,8 +48,13 @@ def resize_into(
     resized = across.resize(
         (out_width, out_height), bilinear, box=(0, top, out_width, bottom)
     ).convert("RGB")
-    if hflip:
-        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    write_image(out, resized, hflip=hflip, vflip=vflip)
+
+
+def write_image(out: np.ndarray, image: Image.Image, *, hflip: bool, vflip: bool) -> None:
+    """Copy an RGB image of ``out``'s size into ``out``, mirrored as asked."""
+    if hflip:  # Pillow's transpose is far cheaper than a negative-stride numpy copy
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if vflip:
-        resized = resized.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-    np.copyto(out, np.frombuffer(resized.tobytes(), np.uint8).reshape(out.shape))
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    np.copyto(out, np.frombuffer(image.tobytes(), np.uint8).reshape(out.shape))

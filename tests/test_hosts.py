@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ids_of, remote_feed, write_id_dataset
+from tests.conftest import ids_of, remote_feed, wait_until, write_id_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_processes")]
 
@@ -165,6 +165,7 @@ def test_exactly_once_across_hosts_when_one_host_is_cut_off(
         port = seq.endpoint.rsplit(":", 1)[1]
         for host in hosts:
             host.start_producer(f"tcp://{host.gateway}:{port}", manifest.parent)
+        wait_until(lambda: seq.stats.producers_connected == 2)  # both hosts, before any work
         first = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
         assert Counter(first) == Counter(range(240))
         assert seq.stats.producers_connected == 2, "one producer per host"

@@ -8,18 +8,21 @@ simplejpeg / Pillow and resize with Pillow, giving the same pixels, more slowly.
 from setuptools import Extension, setup
 
 _FLAGS = ["-O3", "-std=c99", "-Wall"]
+_CORE = "zerofeed/producer/_resample_core.h"  # the resize both extensions share
 
 setup(
     ext_modules=[
         Extension(
             "zerofeed.producer._resample",
             ["zerofeed/producer/_resample.c"],
+            depends=[_CORE],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
         Extension(
             "zerofeed.producer._jpegwindow",
             ["zerofeed/producer/_jpegwindow.c"],
+            depends=[_CORE],
             libraries=["jpeg"],
             extra_compile_args=_FLAGS,
             optional=True,

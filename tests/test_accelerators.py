@@ -83,6 +83,69 @@ def test_windowed_decode_equals_every_full_decode(
             assert np.array_equal(fast[..., :3], slowest[..., :3]), (size, window)
 
 
+@pytest.mark.parametrize("subsampling", sorted(SUBSAMPLINGS))
+@pytest.mark.parametrize("widest", [2, 1, 0], ids=["avx2", "sse4.1", "plain-c"])
+def test_decode_and_resize_in_one_pass_equals_the_two_steps(
+    subsampling: str, widest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows resized as they are decoded give the pixels of Pillow resizing the decoded window."""
+    assert decode._jpegwindow is not None
+    rng = np.random.default_rng([widest, SUBSAMPLINGS[subsampling]])
+    cases = 0
+    for size in ((517, 333), (640, 480), (97, 61)):
+        data = photo(size, int(rng.integers(1000)), subsampling=SUBSAMPLINGS[subsampling])
+        image = decode.open_image(data)
+        for scale in (1, 2, 8):
+            scaled = decode.scaled_size(image.size, scale)
+            for window in [(0, 0, *scaled)] + [random_window(scaled, rng) for _ in range(5)]:
+                width, height = window[2] - window[0], window[3] - window[1]
+                left, right = sorted(rng.uniform(0, width, 2))
+                top, bottom = sorted(rng.uniform(0, height, 2))
+                box = (
+                    left,
+                    top,
+                    min(width, max(right, left + 0.5)),
+                    min(height, max(bottom, top + 0.5)),
+                )
+                out_size = (
+                    (224, 224) if cases % 2 else tuple(int(v) for v in rng.integers(1, 300, 2))
+                )
+                hflip, vflip = (bool(v) for v in rng.integers(0, 2, 2))
+                fused = np.empty((out_size[1], out_size[0], 3), np.uint8)
+                decode._jpegwindow.decode_resized(
+                    data,
+                    8 // scale,
+                    window[0],
+                    window[1],
+                    width,
+                    height,
+                    box,
+                    fused,
+                    *out_size,
+                    hflip,
+                    vflip,
+                    widest,
+                )
+                stepwise = np.empty_like(fused)
+                with monkeypatch.context() as patch:
+                    patch.setattr(decode, "_jpegwindow", None)
+                    patch.setattr(resize, "_resample", None)
+                    assert decode.decode_jpeg_window_resized(
+                        image, data, scale, window, box, stepwise, hflip=hflip, vflip=vflip
+                    )
+                assert np.array_equal(fused, stepwise), (size, scale, window, box, out_size)
+                cases += 1
+    assert cases == 54
+
+
+def test_decode_and_resize_in_one_pass_reports_corrupt_data() -> None:
+    data = photo((320, 240), 5)
+    damaged = data[: len(data) // 3]
+    out = np.empty((224, 224, 3), np.uint8)
+    with pytest.raises(OSError, match="corrupt JPEG"):
+        decode.decode_jpeg_window_resized(None, damaged, 1, (0, 0, 320, 240), (0, 0, 320, 240), out)
+
+
 def test_windowed_decode_declines_what_it_does_not_handle() -> None:
     for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
         buffer = io.BytesIO()

@@ -47,7 +47,8 @@ def test_remote_producers_over_tcp_exactly_once(id_dataset: Path) -> None:
                 rows = [r for i in range(len(seq)) for r in ids_of(seq[i][0])]
                 assert Counter(rows) == Counter(range(100))
                 seq.on_epoch_end()
-            wait_until(lambda: seq.stats.producers_connected == 2)  # both workers, however slow to start
+            # both workers, however slow the second was to start
+            wait_until(lambda: seq.stats.producers_connected == 2)
 
 
 def test_producer_started_first_takes_settings_from_environment(

@@ -150,7 +150,7 @@ def test_big_jpeg_is_decoded_at_reduced_scale(
 def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record the (scaled) image size of every decode, by Pillow or by a windowed decode."""
     sizes: list[tuple[int, int]] = []
-    load_rgb, decode_window = decode.load_rgb, decode.decode_jpeg_window
+    load_rgb, decode_window = decode.load_rgb, decode.decode_jpeg_window_resized
 
     def spy(image: Image.Image) -> Image.Image:
         loaded = load_rgb(image)
@@ -158,17 +158,17 @@ def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, in
         return loaded
 
     def spy_window(
-        image: Image.Image | None, data: bytes, scale: int, window: decode.Window
-    ) -> np.ndarray | None:
-        pixels = decode_window(image, data, scale, window)
-        if pixels is not None:
+        image: Image.Image | None, data: bytes, scale: int, window: decode.Window, *args, **kwargs
+    ) -> bool:
+        decoded = decode_window(image, data, scale, window, *args, **kwargs)
+        if decoded:
             stored = image.size if image is not None else decode.plain_jpeg_size(data)
             assert stored is not None
             sizes.append(decode.scaled_size(stored, scale))
-        return pixels
+        return decoded
 
     monkeypatch.setattr(decode, "load_rgb", spy)
-    monkeypatch.setattr(decode, "decode_jpeg_window", spy_window)
+    monkeypatch.setattr(decode, "decode_jpeg_window_resized", spy_window)
     return sizes
 
 

@@ -17,8 +17,13 @@
  *   scale_num: 1..8, decode at scale_num/8 of the stored size
  *   x0, y0, width, height: the window, in pixels of the scaled image (within it)
  *   out:       writable C-contiguous buffer of exactly height * width * 4 bytes (RGBX)
- * Raises ValueError for corrupt data (libjpeg's message), including data libjpeg would only warn
- * about, and for a window outside the scaled image; TypeError for a wrong-size buffer.
+ * decode_resized(data, scale_num, x0, y0, width, height, box, out, out_width, out_height,
+ *                hflip, vflip[, widest]) -> None
+ *   the same window, resized as _resample.resize_into(window, width, height, box, out, ...)
+ *   would, with the same pixels: each row goes through the horizontal pass as it is decoded,
+ *   so the window never exists as a whole, and only the rows the resize reads are decoded
+ * Both raise ValueError for corrupt data (libjpeg's message), including data libjpeg would only
+ * warn about, and for a window outside the scaled image; TypeError for a wrong-size buffer.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,6 +33,8 @@
 #include <string.h>
 
 #include <jpeglib.h>
+
+#include "_resample_core.h"
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -57,9 +64,15 @@ static void use_errors(struct jpeg_decompress_struct *cinfo, window_error_mgr *e
     err->pub.emit_message = on_emit_message;
 }
 
-static int decode_into(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
-                       JDIMENSION y0, JDIMENSION width, JDIMENSION height, unsigned char *out,
-                       char *message) {
+/* Receives the decoded rows of a window, one at a time: `pixels` is the window's part of row
+ * `index` (counted from the window's first row), width x 4 bytes of RGBX. */
+typedef void (*row_sink)(void *sink, JDIMENSION index, const unsigned char *pixels);
+
+/* Decode rows [first, first + rows) of the window (x0, y0, width, height) of the image at
+ * scale_num/8 and hand each to `sink`. 0, or negative with `message` set. */
+static int decode_rows(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
+                       JDIMENSION y0, JDIMENSION width, JDIMENSION height, JDIMENSION first,
+                       JDIMENSION rows, row_sink sink, void *sink_state, char *message) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
     JSAMPLE *volatile row = NULL;
@@ -80,7 +93,7 @@ static int decode_into(const unsigned char *data, size_t size, int scale_num, JD
     cinfo.do_fancy_upsampling = TRUE;
     jpeg_calc_output_dimensions(&cinfo);
     if (x0 + width > cinfo.output_width || y0 + height > cinfo.output_height || !width ||
-        !height) {
+        !height || first + rows > height) {
         snprintf(message, JMSG_LENGTH_MAX,
                  "window %ux%u at (%u, %u) is outside the %ux%u image decoded at %d/8", width,
                  height, x0, y0, cinfo.output_width, cinfo.output_height, scale_num);
@@ -106,27 +119,42 @@ static int decode_into(const unsigned char *data, size_t size, int scale_num, JD
         snprintf(message, JMSG_LENGTH_MAX, "out of memory for a %u pixel row", crop_width);
         return -3;
     }
-    if (y0 > 0 && jpeg_skip_scanlines(&cinfo, y0) != y0) {
-        snprintf(message, JMSG_LENGTH_MAX, "could not skip %u rows", y0);
+    JDIMENSION skip = y0 + first;
+    if (skip > 0 && jpeg_skip_scanlines(&cinfo, skip) != skip) {
+        snprintf(message, JMSG_LENGTH_MAX, "could not skip %u rows", skip);
         free(row);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    size_t offset = (size_t)(x0 - crop_x) * 4, stride = (size_t)width * 4;
-    for (JDIMENSION y = 0; y < height; y++) {
-        JSAMPROW rows[1] = {row};
-        if (jpeg_read_scanlines(&cinfo, rows, 1) != 1) {
-            snprintf(message, JMSG_LENGTH_MAX, "premature end of data at row %u", y0 + y);
+    size_t offset = (size_t)(x0 - crop_x) * 4;
+    for (JDIMENSION y = 0; y < rows; y++) {
+        JSAMPROW rows_out[1] = {row};
+        if (jpeg_read_scanlines(&cinfo, rows_out, 1) != 1) {
+            snprintf(message, JMSG_LENGTH_MAX, "premature end of data at row %u", skip + y);
             free(row);
             jpeg_destroy_decompress(&cinfo);
             return -1;
         }
-        memcpy(out + y * stride, row + offset, stride);
+        sink(sink_state, first + y, row + offset);
     }
     free(row);
     int warned = err.warned;
     jpeg_destroy_decompress(&cinfo); /* abandons the rows after the window: never decoded */
     return warned ? -1 : 0;
+}
+
+typedef struct {
+    unsigned char *out;
+    size_t stride;
+} window_copy;
+
+static void copy_row(void *state, JDIMENSION index, const unsigned char *pixels) {
+    window_copy *copy = state;
+    memcpy(copy->out + index * copy->stride, pixels, copy->stride);
+}
+
+static void resample_row(void *state, JDIMENSION index, const unsigned char *pixels) {
+    resampler_feed(state, (int)index, pixels);
 }
 
 /* Width and height of a colour JPEG that needs nothing from Pillow, else None: three
@@ -164,6 +192,15 @@ static PyObject *plain_jpeg_size(PyObject *Py_UNUSED(self), PyObject *args) {
     return Py_BuildValue("(II)", width, height);
 }
 
+/* None after a decode that succeeded, else NULL with ValueError(libjpeg's message). */
+static PyObject *none_or_error(int status, const char *message) {
+    if (status != 0) {
+        PyErr_SetString(PyExc_ValueError, message);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *decode_window(PyObject *self, PyObject *args) {
     Py_buffer data, out;
     int scale_num;
@@ -182,15 +219,50 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
         char message[JMSG_LENGTH_MAX] = {0};
         int status;
         Py_BEGIN_ALLOW_THREADS
-        status = decode_into(data.buf, (size_t)data.len, scale_num, x0, y0, width, height,
-                             out.buf, message);
+        window_copy copy = {out.buf, (size_t)width * 4};
+        status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height, 0,
+                             height, copy_row, &copy, message);
         Py_END_ALLOW_THREADS
+        result = none_or_error(status, message);
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *decode_resized(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    int scale_num, out_w, out_h, hflip, vflip;
+    unsigned int x0, y0, width, height;
+    float box[4];
+    int widest = 2; /* as _resample.resize_into's: lower values are for tests */
+    if (!PyArg_ParseTuple(args, "y*iIIII(ffff)w*iipp|i", &data, &scale_num, &x0, &y0, &width,
+                          &height, &box[0], &box[1], &box[2], &box[3], &out, &out_w, &out_h,
+                          &hflip, &vflip, &widest))
+        return NULL;
+    PyObject *result = NULL;
+    if (scale_num < 1 || scale_num > 8) {
+        PyErr_Format(PyExc_ValueError, "scale_num must be 1..8, got %d", scale_num);
+    } else if (width > INT_MAX || height > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "window %ux%u is too large", width, height);
+    } else if (resize_args_ok((int)width, (int)height, box, &out, out_w, out_h)) {
+        char message[JMSG_LENGTH_MAX] = {0};
+        int status;
+        resampler r;
+        Py_BEGIN_ALLOW_THREADS
+        status = resampler_init(&r, widest, (int)width, (int)height, box, out_w, out_h);
         if (status == 0) {
-            result = Py_None;
-            Py_INCREF(result);
+            status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height,
+                                 (JDIMENSION)r.first, (JDIMENSION)(r.last - r.first),
+                                 resample_row, &r, message);
+            if (status == 0) resampler_finish(&r, out.buf, hflip, vflip);
         } else {
-            PyErr_SetString(PyExc_ValueError, message);
+            snprintf(message, JMSG_LENGTH_MAX, "out of memory to resize a %ux%u window", width,
+                     height);
         }
+        resampler_free(&r);
+        Py_END_ALLOW_THREADS
+        result = none_or_error(status, message);
     }
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
@@ -204,6 +276,10 @@ static PyMethodDef methods[] = {
     {"decode_window", decode_window, METH_VARARGS,
      "decode_window(data, scale_num, x0, y0, width, height, out): decode a window of a JPEG at "
      "scale_num/8 into out (height x width x 4 bytes, RGBX)."},
+    {"decode_resized", decode_resized, METH_VARARGS,
+     "decode_resized(data, scale_num, x0, y0, width, height, box, out, out_width, out_height, "
+     "hflip, vflip[, widest]): decode the window as decode_window would and resize its box into "
+     "out (packed RGB) as _resample.resize_into would, one row at a time."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,7 +8,8 @@ a full decode:
 3. :func:`draft` asks libjpeg for a reduced-scale decode (1/2, 1/4, 1/8) that is still large enough;
 4. :func:`load_rgb` decodes the first frame and converts any mode to 8-bit RGB;
 5. :func:`to_raw_box` / :func:`orient` move boxes and images between stored and upright orientation;
-6. :func:`decode_jpeg_window` decodes only a window of a colour JPEG, at reduced scale, as RGBX.
+6. :func:`decode_jpeg_window` decodes only a window of a colour JPEG, at reduced scale, as RGBX;
+   :func:`decode_jpeg_window_resized` also resizes it into a caller's buffer, in one pass.
 
 :func:`decode_rgb` chains them for callers that want the whole upright image.
 
@@ -28,6 +29,8 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from zerofeed.producer import resize
+
 try:  # optional libjpeg-turbo binding: the same pixels as Pillow's decoder, faster
     import simplejpeg as _simplejpeg
 except ImportError:  # pragma: no cover - no wheel for this platform
@@ -39,6 +42,7 @@ except ImportError:  # pragma: no cover - built without libjpeg-turbo's headers
 
 __all__ = [
     "decode_jpeg_window",
+    "decode_jpeg_window_resized",
     "decode_rgb",
     "draft",
     "draft_scale",
@@ -220,7 +224,7 @@ def decode_jpeg_window(
         OSError: corrupt or truncated data. The C accelerator never reads past the window, so it
             does not notice damage there that the others report.
     """
-    if image is not None and (image.format != "JPEG" or image.mode != "RGB"):
+    if not _is_colour_jpeg(image):
         return None
     left, top, right, bottom = window
     if _jpegwindow is not None:
@@ -236,6 +240,62 @@ def decode_jpeg_window(
         raise ValueError("decode_jpeg_window needs the opened image without the C accelerator")
     full = _decode_scaled_rgbx(image, data, scale)
     return np.ascontiguousarray(full[top:bottom, left:right])
+
+
+def decode_jpeg_window_resized(
+    image: Image.Image | None,
+    data: bytes,
+    scale: int,
+    window: Window,
+    box: Box,
+    out: np.ndarray,
+    *,
+    hflip: bool = False,
+    vflip: bool = False,
+) -> bool:
+    """:func:`decode_jpeg_window`, then :func:`~zerofeed.producer.resize.resize_into` of its ``box``.
+
+    The same pixels either way; with zerofeed's C accelerator it is one pass: each row of the
+    window goes through the horizontal resize as soon as it is decoded, so the window is never
+    stored, and rows the resize does not read are not decoded. Returns False, having written
+    nothing, when this is not a colour JPEG (as :func:`decode_jpeg_window` returns None).
+
+    Raises:
+        OSError: corrupt or truncated data, as :func:`decode_jpeg_window`.
+    """
+    if not _is_colour_jpeg(image):
+        return False
+    if _jpegwindow is None:
+        pixels = decode_jpeg_window(image, data, scale, window)
+        if pixels is None:  # pragma: no cover - checked above
+            return False
+        resize.resize_into(pixels, box, out, hflip=hflip, vflip=vflip)
+        return True
+    left, top, right, bottom = window
+    out_height, out_width = out.shape[:2]
+    try:
+        _jpegwindow.decode_resized(
+            data,
+            8 // scale,
+            left,
+            top,
+            right - left,
+            bottom - top,
+            box,
+            out,
+            out_width,
+            out_height,
+            hflip,
+            vflip,
+        )
+    except ValueError as exc:  # libjpeg's message for any corrupt data
+        raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
+    return True
+
+
+def _is_colour_jpeg(image: Image.Image | None) -> bool:
+    """Whether the windowed decoders can take it: None stands for a :func:`plain_jpeg_size` one."""
+    return image is None or (image.format == "JPEG" and image.mode == "RGB")
 
 
 def _decode_scaled_rgbx(image: Image.Image, data: bytes, scale: int) -> np.ndarray:

@@ -226,21 +226,21 @@ class Renderer:
         size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
         scale = decode.draft_scale((width, height), (self._width, self._height))
         window, window_box = _window(box, scale, stored_size, size)
-        pixels = decode.decode_jpeg_window(image, data, scale, window)
-        if pixels is None:  # not a colour JPEG: Pillow decodes and resizes
-            if image is None:  # pragma: no cover - plain_jpeg_size accepts colour JPEGs only
-                raise ValueError("a plain JPEG the accelerator could not decode")
+        if out is not None and orientation in _MIRRORS:  # nothing to transpose: straight to `out`
+            target, (mirror_h, mirror_v) = out, _MIRRORS[orientation]
+            flips = (hflip != mirror_h, vflip != mirror_v)
+        else:  # stored orientation first; turned upright and flipped below
+            target, flips = np.empty((size[1], size[0], 3), np.uint8), (False, False)
+        if decode.decode_jpeg_window_resized(
+            image, data, scale, window, window_box, target, hflip=flips[0], vflip=flips[1]
+        ):
+            if target is out:
+                return None
+            resized = Image.fromarray(target)
+        elif image is None:  # pragma: no cover - plain_jpeg_size accepts colour JPEGs only
+            raise ValueError("a plain JPEG the accelerator could not decode")
+        else:  # not a colour JPEG: Pillow decodes and resizes
             resized = _pillow_crop_resize(image, box, (width, height), size)
-        elif out is not None and orientation in _MIRRORS:
-            mirror_h, mirror_v = _MIRRORS[orientation]
-            resize.resize_into(
-                pixels, window_box, out, hflip=hflip != mirror_h, vflip=vflip != mirror_v
-            )
-            return None
-        else:
-            stored = np.empty((size[1], size[0], 3), np.uint8)
-            resize.resize_into(pixels, window_box, stored)
-            resized = Image.fromarray(stored)
         upright = decode.orient(resized, orientation)
         if out is None:
             return upright

@@ -172,8 +172,8 @@ __attribute__((target("sse4.1"))) static void row_sse41(const uint8_t *line, con
     }
 }
 
-/* The four channel sums of one output of the horizontal pass, plus HALF: taps x and x + 1 in
- * one AVX2 register, then the two halves added. */
+/* The four channel sums of one output of the horizontal pass, rounded and >> 22: taps x and
+ * x + 1 in one AVX2 register, then the two halves added. */
 #define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
 AVX2_INLINE __m128i padded_sum(const uint8_t *p, const int32_t *w, int taps) {
     __m256i acc = _mm256_setzero_si256();

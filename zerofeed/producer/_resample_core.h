@@ -27,11 +27,9 @@
 #define HALF (1 << (PRECISION_BITS - 1))
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define VECTORISED __attribute__((target_clones("avx2", "default")))
 #define HAVE_SSE41_PATH 1
 #include <immintrin.h>
 #else
-#define VECTORISED
 #define HAVE_SSE41_PATH 0
 #endif
 
@@ -276,10 +274,10 @@ static int use_avx2(int widest) {
 #endif
 }
 
-/* Vertical pass: tmp (RGBX, width w) into out (RGB), mirrored as asked. */
-VECTORISED static void vertical(const uint8_t *tmp, int w, const coeffs *c, int out_h,
-                                int row_offset, uint8_t *out, int hflip, int vflip,
-                                int32_t *acc) {
+/* Vertical pass in plain C (for CPUs without AVX2): tmp (RGBX, width w) into out (RGB),
+ * mirrored as asked. */
+static void vertical(const uint8_t *tmp, int w, const coeffs *c, int out_h, int row_offset,
+                     uint8_t *out, int hflip, int vflip, int32_t *acc) {
     const int n = w * 4;
     for (int yy = 0; yy < out_h; yy++) {
         const int32_t *k = c->kk + yy * c->ksize;

@@ -299,10 +299,9 @@ static void vertical(const uint8_t *tmp, int w, const coeffs *c, int out_h, int 
 }
 
 /* Copy rows of RGBX into packed RGB (the passes Pillow would skip, when the box is the image). */
-static void pack_rows(const uint8_t *src, int w, int first, int out_h, uint8_t *out, int hflip,
-                      int vflip) {
+static void pack_rows(const uint8_t *src, int w, int out_h, uint8_t *out, int hflip, int vflip) {
     for (int yy = 0; yy < out_h; yy++) {
-        const uint8_t *line = src + (size_t)(first + yy) * w * 4;
+        const uint8_t *line = src + (size_t)yy * w * 4;
         uint8_t *dst = out + (size_t)(vflip ? out_h - 1 - yy : yy) * w * 3;
         for (int xx = 0; xx < w; xx++) {
             uint8_t *px = dst + (size_t)(hflip ? w - 1 - xx : xx) * 3;
@@ -319,7 +318,8 @@ typedef struct {
     int first, last;   /* the source rows the output reads: feed exactly these */
     coeffs cv, ch;     /* vertical and horizontal coefficients */
     padded_coeffs padded;
-    row_pass row;      /* the horizontal pass when not padded (NULL: padded, AVX2) */
+    int padded_ok;     /* the horizontal pass is row_avx2 over `padded` */
+    row_pass row;      /* else this one over `ch` */
     uint8_t *rows;     /* the fed rows, after the horizontal pass: (last - first) x rows_w RGBX */
     int rows_w;
     int32_t *acc;      /* the plain vertical pass's accumulators */
@@ -351,10 +351,8 @@ static int resampler_init(resampler *r, int widest, int src_w, int src_h, const 
         if (make_coeffs(src_w, box[0], box[2], out_w, &r->ch)) return -1;
         r->row = row_plain;
 #if HAVE_SSE41_PATH
-        if (use_avx2(widest) && pad_coeffs(&r->ch, src_w, out_w, &r->padded) == 0)
-            r->row = NULL;
-        else if (widest >= 1 && __builtin_cpu_supports("sse4.1"))
-            r->row = row_sse41;
+        r->padded_ok = use_avx2(widest) && pad_coeffs(&r->ch, src_w, out_w, &r->padded) == 0;
+        if (!r->padded_ok && widest >= 1 && __builtin_cpu_supports("sse4.1")) r->row = row_sse41;
 #endif
     }
     r->rows = malloc((size_t)(r->last - r->first) * r->rows_w * 4);
@@ -374,7 +372,7 @@ static void resampler_feed(resampler *r, int y, const uint8_t *line) {
         return;
     }
 #if HAVE_SSE41_PATH
-    if (r->row == NULL) {
+    if (r->padded_ok) {
         row_avx2(line, &r->padded, r->out_w, dst);
         return;
     }
@@ -385,7 +383,7 @@ static void resampler_feed(resampler *r, int y, const uint8_t *line) {
 /* The vertical pass over the fed rows into out (out_h x out_w x 3), mirrored as asked. */
 static void resampler_finish(resampler *r, uint8_t *out, int hflip, int vflip) {
     if (!r->need_v) {
-        pack_rows(r->rows, r->rows_w, 0, r->out_h, out, hflip, vflip);
+        pack_rows(r->rows, r->rows_w, r->out_h, out, hflip, vflip);
 #if HAVE_SSE41_PATH
     } else if (use_avx2(r->widest)) {
         vertical_avx2(r->rows, r->rows_w, &r->cv, r->out_h, r->first, out, hflip, vflip);

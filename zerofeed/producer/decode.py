@@ -71,7 +71,7 @@ _TRANSPOSES: tuple[Image.Transpose | None, ...] = (
 _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _DRAFT_SCALES = (8, 4, 2)
 
-Box = tuple[float, float, float, float]
+Box = resize.Box
 Window = tuple[int, int, int, int]
 
 

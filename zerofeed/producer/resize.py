@@ -6,10 +6,10 @@
 differently in the last bit; fixing the order keeps every producer's pixels the same.)
 zerofeed's C accelerator (``_resample``, built by ``setup.py`` when a compiler is there) computes
 exactly these pixels, several times faster (AVX2 where the CPU has it) and with no intermediate
-images; without it, Pillow does the two passes. (For a JPEG window the producer uses
+images; without it, Pillow does the two passes. Either way the bytes are the same, so producers
+with and without the accelerator make identical batches. (For a JPEG window the producer uses
 :func:`~zerofeed.producer.decode.decode_jpeg_window_resized` instead, which runs the same
-arithmetic on each row as it is decoded.) Either way the bytes are the same, so producers with and without the
-accelerator make identical batches.
+arithmetic on each row as it is decoded.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ COPY zerofeed/ /src/zerofeed/
 # Offline from docker/wheels/ when it holds wheels, else from the package index.
 RUN python3 -m venv /opt/venv \
  && if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links /wheels; fi \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@" "/src[consumer]"
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@" "/src[tensorflow-cpu]"
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/venv /opt/venv

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from zerofeed.consumer import FeedSequence
+from zerofeed.consumer import FeedBatch, FeedSequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_small_cnn import build_model
@@ -37,17 +37,16 @@ from train_small_cnn import build_model
 class AuditedFeed(FeedSequence):
     """A FeedSequence that records the manifest rows and producer of every batch it serves.
 
-    Keyed by (epoch, slot), so a batch asked for twice (Keras reads the first ones once to learn
-    shapes) is counted once, as the feed serves it once.
+    Keyed by (epoch, batch), so a batch served twice (Keras reads the first ones once to learn
+    shapes) is counted once, as the feed made it once.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.served: dict[tuple[int, int], tuple[np.ndarray, str]] = {}
 
-    def _deliver(self, batch):  # type: ignore[no-untyped-def]
-        self.served[batch.key] = (batch.rows.copy(), batch.producer)
-        return super()._deliver(batch)
+    def on_batch(self, batch: FeedBatch) -> None:
+        self.served[(batch.epoch, batch.batch)] = (batch.rows.copy(), batch.producer)
 
 
 class Pace(keras.callbacks.Callback):

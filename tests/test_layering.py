@@ -80,6 +80,28 @@ def layered_modules() -> list[tuple[str, Path]]:
     return found
 
 
+KERAS_ADAPTERS = {"sequence.py", "checkpoint.py", "monitor.py"}  # the only Keras users
+TF_ADAPTERS = {"tfdata.py"}  # the only TensorFlow user
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((PACKAGE / "consumer").glob("*.py")),
+    ids=lambda path: path.name,
+)
+def test_only_the_adapters_import_keras_or_tensorflow(path: Path) -> None:
+    """The engine and the torch adapter run without Keras: keras only in the Keras adapters."""
+    names = imported_names(
+        path.read_text(encoding="utf-8"), module_name(path), is_package=path.name == "__init__.py"
+    )
+    forbidden = (
+        () if path.name in KERAS_ADAPTERS else ("keras",),
+        () if path.name in TF_ADAPTERS else ("tensorflow",),
+    )
+    bad = violations(names, forbidden[0] + forbidden[1])
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 def test_every_layer_has_modules() -> None:
     layers = {layer for layer, _ in layered_modules()}
     assert layers == set(FORBIDDEN)
@@ -171,7 +193,7 @@ def test_probe_detects_keras() -> None:
     """The probe above sees a heavy import when there is one."""
     pytest.importorskip("keras")
     completed = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(["zerofeed.consumer"])],
+        [sys.executable, "-c", PROBE, json.dumps(["zerofeed.consumer.sequence"])],
         capture_output=True,
         text=True,
         timeout=300,

@@ -19,6 +19,7 @@ from zerofeed.common.manifest import (
 
 def write_csv(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
     path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -183,13 +184,19 @@ def test_csv_non_numeric_vector_value(tmp_path: Path) -> None:
     assert "column 3" in message and "'x'" in message
 
 
-@pytest.mark.parametrize("bad", ["/abs/a.jpg", "../a.jpg", "sub/../../a.jpg", "C:\\img\\a.jpg"])
-def test_csv_rejects_paths_outside_its_folder(tmp_path: Path, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["C:\\img\\a.jpg", "d:/img/a.jpg"])
+def test_csv_rejects_windows_drive_paths(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest(write_csv(tmp_path, f"path,label\nok.jpg,0\n{bad},1\n"))
     message = str(info.value)
     assert "data.csv, line 3" in message
-    assert "relative to the CSV's folder" in message
+    assert "Windows drive path" in message and "relative to the CSV's folder" in message
+
+
+@pytest.mark.parametrize("bad", [".", "./", "/"])
+def test_csv_path_naming_a_folder(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ManifestError, match=r"line 3: path '.*' names a folder"):
+        load_manifest(write_csv(tmp_path, f"path,label\nok.jpg,0\n{bad},1\n"))
 
 
 def test_csv_empty_path_cell(tmp_path: Path) -> None:
@@ -385,6 +392,13 @@ def test_manifest_rejects_inconsistent_fields() -> None:
         )
 
 
+def test_manifest_rejects_relative_paths_without_an_absolute_root() -> None:
+    with pytest.raises(ManifestError, match=r"path 'a\.jpg' is relative but root is None"):
+        Manifest(root=None, paths=("/x/b.jpg", "a.jpg"), labels=None, label_kind="none")
+    with pytest.raises(ManifestError, match="root 'data' is not absolute"):
+        Manifest(root=Path("data"), paths=("a.jpg",), labels=None, label_kind="none")
+
+
 def test_large_csv_round_trip(tmp_path: Path) -> None:
     n = 20_000
     rows = "".join(f"d{i % 13}/{i}.jpg,c{i % 7}\n" for i in range(n))
@@ -393,3 +407,194 @@ def test_large_csv_round_trip(tmp_path: Path) -> None:
     assert m.labels is not None
     assert np.array_equal(m.labels, np.arange(n) % 7)
     assert m.paths[12345] == "d8/12345.jpg"
+
+
+# --------------------------------------------------------------------------- paths and roots
+
+
+def images(folder: Path, *names: str) -> list[Path]:
+    """Real (tiny) files under ``folder``, resolved."""
+    return [touch(folder / name).resolve() for name in names]
+
+
+def test_headerless_vector_csv_with_absolute_paths_elsewhere(tmp_path: Path) -> None:
+    # The seed's own form: `path,0,1,0,0,0`, absolute paths, CSV in another folder.
+    a, b = images(tmp_path / "images", "a.jpg", "b.jpg")
+    csv_path = write_csv(tmp_path / "lists", f"{a},0,1,0,0,0\n{b},0,0,0,0,1\n")
+    m = load_manifest(csv_path)
+    assert m.root == csv_path.parent.resolve()
+    assert m.paths == (a.as_posix(), b.as_posix())
+    assert m.label_kind == "vector" and m.labels is not None and m.labels.shape == (2, 5)
+    # Outside the CSV's folder: local producers get no data root, and absolute paths.
+    assert m.producer_root is None
+    assert m.producer_paths == m.paths
+    assert all(Path(p).is_file() for p in m.producer_paths)
+
+
+def test_absolute_paths_inside_the_root_keep_the_root(tmp_path: Path) -> None:
+    (a,) = images(tmp_path / "img", "a.jpg")
+    m = load_manifest(write_csv(tmp_path, f"path,label\n{a},0\nimg/a.jpg,1\n"))
+    assert m.paths == (a.as_posix(), "img/a.jpg")
+    assert m.producer_root == tmp_path.resolve()
+    assert m.producer_paths is m.paths
+
+
+def test_absolute_paths_are_normalised_but_dotdot_is_kept(tmp_path: Path) -> None:
+    (a,) = images(tmp_path / "img", "a.jpg")
+    (tmp_path / "img" / "sub").mkdir()
+    written = f"{tmp_path}//img/./sub/../a.jpg"
+    m = load_manifest(write_csv(tmp_path, f"{written},0\n"))
+    assert m.paths == (f"{tmp_path.as_posix()}/img/sub/../a.jpg",)
+    assert Path(m.paths[0]).resolve() == a
+    assert m.producer_root == tmp_path.resolve()  # folded, it stays inside
+
+
+def test_root_dot_reads_rows_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The classic script's CSV: rows relative to where training runs, CSV somewhere else.
+    images(tmp_path / "data" / "train", "a.jpg", "b.jpg")
+    csv_path = write_csv(tmp_path / "lists", "data/train/a.jpg,0\ndata/train/b.jpg,1\n")
+    monkeypatch.chdir(tmp_path)
+    m = load_manifest(csv_path, root=".")
+    assert m.root == tmp_path.resolve()
+    assert m.paths == ("data/train/a.jpg", "data/train/b.jpg")
+    assert m.producer_root == m.root and m.producer_paths == m.paths
+    assert all((m.root / p).is_file() for p in m.paths)
+    # Without root= the same rows are read relative to the CSV's folder, as before.
+    assert load_manifest(csv_path).root == csv_path.parent.resolve()
+
+
+def test_root_may_be_any_folder(tmp_path: Path) -> None:
+    images(tmp_path / "data" / "img", "a.jpg")
+    csv_path = write_csv(tmp_path / "lists", "img/a.jpg\n")
+    m = load_manifest(csv_path, root=tmp_path / "data")
+    assert m.root == (tmp_path / "data").resolve()
+    assert (m.root / m.paths[0]).is_file()
+
+
+def test_dotdot_inside_the_root_is_kept_and_confined(tmp_path: Path) -> None:
+    images(tmp_path, "a.jpg")
+    m = load_manifest(write_csv(tmp_path, "sub/../a.jpg,0\n"))
+    assert m.paths == ("sub/../a.jpg",)
+    assert m.producer_root == tmp_path.resolve() and m.producer_paths == m.paths
+
+
+def test_dotdot_leaving_the_root_makes_producer_paths_absolute(tmp_path: Path) -> None:
+    # ../ rows, as a notebook next to the data writes them: accepted; producers get them
+    # absolute and local producers are not confined to the CSV's folder.
+    (a,) = images(tmp_path / "images", "a.jpg")
+    images(tmp_path / "lists", "b.jpg")
+    m = load_manifest(write_csv(tmp_path / "lists", "../images/a.jpg,0\nb.jpg,1\n"))
+    lists = (tmp_path / "lists").resolve()
+    assert m.paths == ("../images/a.jpg", "b.jpg")
+    assert m.producer_root is None
+    assert m.producer_paths == (f"{lists.as_posix()}/../images/a.jpg", f"{lists.as_posix()}/b.jpg")
+    assert [Path(p).resolve() for p in m.producer_paths] == [a, lists / "b.jpg"]
+
+
+def test_root_that_is_not_a_folder(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path, "a.jpg,0\n")
+    with pytest.raises(ConfigError) as info:
+        load_manifest(csv_path, root=tmp_path / "nope")
+    message = str(info.value)
+    assert "nope" in message and "is not a directory" in message and 'root="."' in message
+    with pytest.raises(ConfigError, match="is not a directory"):
+        load_manifest([("a.jpg", 0)], root=csv_path)
+
+
+def test_root_is_refused_for_a_directory_or_a_manifest(tmp_path: Path) -> None:
+    touch(tmp_path / "cat" / "a.jpg")
+    with pytest.raises(ConfigError, match=r"is a directory source.*drop it"):
+        load_manifest(tmp_path, root=tmp_path)
+    m = load_manifest(tmp_path)
+    with pytest.raises(ConfigError, match=r"a Manifest already has its root.*drop it"):
+        load_manifest(m, root=tmp_path)
+    assert m.producer_root == tmp_path.resolve()
+
+
+def test_pairs_with_absolute_paths(tmp_path: Path) -> None:
+    a, b = images(tmp_path / "x", "a.jpg", "b.jpg")
+    m = load_manifest([(a, 0), (str(b), 1)])
+    assert m.root is None and m.paths == (a.as_posix(), b.as_posix())
+    assert m.producer_root is None and m.producer_paths == m.paths
+    assert all(Path(p).is_file() for p in m.producer_paths)
+
+
+def test_pairs_with_a_root(tmp_path: Path) -> None:
+    (a,) = images(tmp_path / "data", "a.jpg")
+    (b,) = images(tmp_path / "elsewhere", "b.jpg")
+    inside = load_manifest([("a.jpg", 0), (a, 1)], root=tmp_path / "data")
+    assert inside.root == (tmp_path / "data").resolve()
+    assert inside.paths == ("a.jpg", a.as_posix())
+    assert inside.producer_root == inside.root and inside.producer_paths == inside.paths
+    mixed = load_manifest([("a.jpg", 0), (b, 1)], root=tmp_path / "data")
+    assert mixed.producer_root is None
+    assert [Path(p) for p in mixed.producer_paths] == [a, b]
+
+
+def test_pair_path_naming_a_folder() -> None:
+    with pytest.raises(ManifestError, match="Item 1: path '' names a folder"):
+        load_manifest([("/a.jpg", 0), ("", 1)])
+
+
+def test_producer_root_of_a_large_relative_manifest_is_cheap(tmp_path: Path) -> None:
+    paths = tuple(f"d{i % 13}/{i}.jpg" for i in range(200_000))
+    m = Manifest(root=tmp_path.resolve(), paths=paths, labels=None, label_kind="none")
+    assert m.producer_root == tmp_path.resolve() and m.producer_paths is paths
+
+
+# --------------------------------------------------------------------------- as producers see them
+
+
+def test_producer_paths_reach_the_files_through_local_producers_locators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zerofeed.producer.paths import SampleLocator
+
+    inside = images(tmp_path / "work" / "data", "a.jpg")
+    outside = images(tmp_path / "shared", "b.jpg")
+    monkeypatch.chdir(tmp_path / "work")
+    csv_path = write_csv(tmp_path / "lists", f"data/a.jpg,0\n{outside[0]},1\n")
+    for m, expected in [
+        (load_manifest(csv_path, root="."), [*inside, *outside]),
+        (load_manifest(write_csv(tmp_path / "work", "data/a.jpg,0\n")), inside),
+    ]:
+        locator = SampleLocator(m.producer_root)
+        assert [locator.locate(p).resolve() for p in m.producer_paths] == expected
+
+
+def test_remote_data_root_refuses_an_outside_absolute_path_naming_the_resolved_path(
+    tmp_path: Path,
+) -> None:
+    from zerofeed.common.errors import BadSampleError
+    from zerofeed.producer.paths import SampleLocator
+
+    root = tmp_path / "data"
+    images(root, "a.jpg")
+    (target,) = images(tmp_path / "private", "secret.jpg")
+    (tmp_path / "link").symlink_to(tmp_path / "private")
+    via_link = f"{tmp_path}/link/secret.jpg"
+    m = load_manifest(write_csv(tmp_path / "lists", f"{root}/a.jpg,0\n{via_link},1\n"))
+    locator = SampleLocator(root)  # zerofeed producer --data-root <tmp>/data
+    assert locator.locate(m.producer_paths[0]) == root.resolve() / "a.jpg"
+    with pytest.raises(BadSampleError) as caught:
+        locator.locate(m.producer_paths[1])
+    error = caught.value
+    assert error.kind == "outside_root" and error.path == via_link
+    assert f"resolves to {str(target)!r}" in error.reason  # the real file, not the link's path
+    assert f"data root {str(root.resolve())!r}" in error.reason
+    assert "--data-root that contains it" in error.reason
+
+
+@pytest.mark.parametrize("escape", ["../outside/b.jpg", "sub/../../outside/b.jpg"])
+def test_remote_data_root_refuses_a_relative_path_escaping_it(tmp_path: Path, escape: str) -> None:
+    from zerofeed.common.errors import BadSampleError
+    from zerofeed.producer.paths import SampleLocator
+
+    images(tmp_path / "outside", "b.jpg")
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    with pytest.raises(BadSampleError) as caught:
+        SampleLocator(tmp_path / "data").locate(escape)
+    assert caught.value.kind == "outside_root"
+    assert repr(str((tmp_path / "outside" / "b.jpg").resolve())) in caught.value.reason

@@ -186,8 +186,8 @@ def test_shared_memory_batches_equal_socket_batches(tmp_path: Path, dtype: str) 
             for _ in range(2):
                 batches += [seq[i][0].copy() for i in range(len(seq))]
                 seq.on_epoch_end()
-            pool = seq._shared_memory
-            return batches, pool.count - pool.free if pool is not None else -1
+            pool = seq.feed.status()["shared_memory"]
+            return batches, pool["slots"] - pool["free"] if pool is not None else -1
 
     shared, _ = two_epochs(True)
     over_socket, no_pool = two_epochs(False)
@@ -203,10 +203,11 @@ def test_batches_held_past_the_pool_stay_intact_and_outlive_close(tmp_path: Path
         manifest, batch_size=8, image_size=ID_SIZE, seed=2, local_producers=2, max_queue_size=4
     ) as seq:
         held = [seq[i][0] for i in range(len(seq))]  # 25 batches held, 6 slots: the rest by socket
-        path = seq._shared_memory.path
-        state = seq._status()["shared_memory"]
+        path = seq.feed.shared_memory_path
+        assert path is not None
+        state = seq.feed.status()["shared_memory"]
         assert state["slots"] == 4 + 2 and state["free"] == 0, "held batches keep their slots"
-        assert "shared memory: 6 batch slots" in format_status(seq._status())
+        assert "shared memory: 6 batch slots" in format_status(seq.feed.status())
     assert not path.exists()
     rows = [row for images in held for row in ids_of(images)]
     assert Counter(rows) == Counter(range(200)), "a held batch was overwritten"
@@ -226,7 +227,7 @@ def test_sigkilled_local_worker_loses_nothing_with_shared_memory(tmp_path: Path)
     ) as seq:
         rows = [r for i in range(4) for r in ids_of(seq[i][0])]
         wait_until(lambda: seq.stats.producers_connected == 3)
-        workers = psutil.Process(seq._local.pid).children()
+        workers = psutil.Process(seq.feed.local_producers_pid).children()
         assert workers
         os.kill(workers[0].pid, signal.SIGKILL)
         rows += [r for i in range(4, len(seq)) for r in ids_of(seq[i][0])]

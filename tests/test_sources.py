@@ -74,6 +74,61 @@ def test_csv_with_class_names_and_unlabeled_csv(tmp_path: Path) -> None:
     assert len(batch) == 1 and ids_of(batch[0]) == [0, 1, 2]
 
 
+def absolute_one_hot_csv(csv_path: Path, images: Path, rows: int) -> Path:
+    """The seed's own manifest: headerless `path,0,1,0` rows with absolute paths."""
+    lines = []
+    for row in range(rows):
+        write_id_image(images / f"{row}.png", row)
+        onehot = ["0"] * rows
+        onehot[row] = "1"
+        lines.append(",".join([str((images / f"{row}.png").resolve()), *onehot]))
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path.write_text("\n".join(lines) + "\n")
+    return csv_path
+
+
+def test_csv_with_absolute_paths_next_to_it(tmp_path: Path) -> None:
+    csv_path = absolute_one_hot_csv(tmp_path / "m.csv", tmp_path / "i", 3)
+    with FeedSequence(
+        csv_path, batch_size=3, image_size=ID_SIZE, shuffle=False, local_producers=1, timeout=60
+    ) as seq:
+        x, y = seq[0]
+    assert ids_of(x) == [0, 1, 2]
+    np.testing.assert_array_equal(y, np.eye(3))
+
+
+def test_csv_with_absolute_paths_outside_its_folder(tmp_path: Path) -> None:
+    csv_path = absolute_one_hot_csv(tmp_path / "lists" / "m.csv", tmp_path / "images", 3)
+    with FeedSequence(
+        csv_path, batch_size=3, image_size=ID_SIZE, shuffle=False, local_producers=1, timeout=60
+    ) as seq:
+        x, y = seq[0]
+    assert ids_of(x) == [0, 1, 2]
+    np.testing.assert_array_equal(y, np.eye(3))
+
+
+def test_csv_rows_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for row in range(2):
+        write_id_image(tmp_path / "data" / f"{row}.png", row)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "m.csv").write_text("data/0.png,1\n./data//1.png,0\n")
+    monkeypatch.chdir(tmp_path)
+    with FeedSequence(
+        Path("lists/m.csv"),
+        root=".",
+        batch_size=2,
+        image_size=ID_SIZE,
+        shuffle=False,
+        local_producers=1,
+        timeout=60,
+    ) as seq:
+        x, y = seq[0]
+    assert ids_of(x) == [0, 1]
+    np.testing.assert_array_equal(y, [1, 0])
+
+
 def test_pairs_with_absolute_and_relative_paths(tmp_path: Path, monkeypatch) -> None:
     for row in range(2):
         write_id_image(tmp_path / f"{row}.png", row)
@@ -103,18 +158,36 @@ def test_custom_transform_from_a_plugin_module(tmp_path: Path) -> None:
     np.testing.assert_array_equal(x[:, 0, 0, 0], 255 - np.arange(6))
 
 
-def test_producer_without_the_plugin_gets_no_work(tmp_path: Path) -> None:
+def test_custom_transform_no_local_producer_has_is_a_config_error_at_once(tmp_path: Path) -> None:
+    from zerofeed.common.errors import ConfigError
+
+    manifest = write_id_dataset(tmp_path, 6)
+    for plugins in ((), ("tests.plugin_slow",)):
+        with pytest.raises(ConfigError, match=r"custom transform\(s\) \['invert'\]"):
+            FeedSequence(
+                manifest,
+                batch_size=6,
+                image_size=ID_SIZE,
+                augment={"custom": {"invert": {}}},
+                plugins=plugins,
+                local_producers=1,
+            )
+
+
+def test_remote_producer_without_the_plugin_gets_no_work_and_the_wait_says_why(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import remote_feed, start_producer, wait_until
     from zerofeed.common.errors import FeedTimeoutError
 
     manifest = write_id_dataset(tmp_path, 6)
-    with FeedSequence(
-        manifest,
-        batch_size=6,
-        image_size=ID_SIZE,
-        augment={"custom": {"invert": {}}},
-        local_producers=1,
-        timeout=3,
-    ) as seq:
-        with pytest.raises(FeedTimeoutError):
-            seq[0]
-        assert seq.stats.tasks_issued == 0
+    with remote_feed(manifest, batch_size=6, augment={"custom": {"invert": {}}}, timeout=3) as seq:
+        producer = start_producer(seq.endpoint, tmp_path)
+        try:
+            wait_until(lambda: seq.stats.producers_connected == 1)
+            with pytest.raises(FeedTimeoutError, match=r"none has the custom transform\(s\)"):
+                seq[0]
+            assert seq.stats.tasks_issued == 0
+        finally:
+            producer.terminate()
+            producer.wait(timeout=20)

@@ -2,10 +2,14 @@
 
 :func:`load_manifest` accepts three kinds of source and returns one :class:`Manifest`:
 
-- a **CSV file**: the first column is an image path relative to the CSV's folder; the remaining
-  columns are the label (none, one class column, or several numeric columns forming a vector);
+- a **CSV file**: the first column is an image path, absolute or relative to the root folder (by
+  default the CSV's folder); the remaining columns are the label (none, one class column, or
+  several numeric columns forming a vector);
 - a **directory of class subfolders**, laid out as for ``keras.utils.image_dataset_from_directory``;
 - a **sequence of** ``(path, label)`` **pairs**.
+
+A :class:`Manifest` keeps the paths as written; :attr:`Manifest.producer_root` and
+:attr:`Manifest.producer_paths` say how producers are to be told about them.
 
 Only the standard library and numpy are used here: producers and consumers both import this module.
 """
@@ -34,6 +38,7 @@ __all__ = [
     "LABEL_MODES",
     "Manifest",
     "ManifestSource",
+    "RootArgument",
     "load_manifest",
     "validate_label_mode",
 ]
@@ -45,13 +50,15 @@ LABEL_MODES: tuple[str, ...] = ("int", "categorical")
 
 LabelKind = Literal["class", "vector", "none"]
 ManifestSource = str | os.PathLike[str] | Sequence[tuple[str | os.PathLike[str], object]]
+RootArgument = str | os.PathLike[str] | None
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SUSPECT_PATH = re.compile(r"^[./\\]|^[A-Za-z]:|\\|//|/\.|\.$|/$")
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 _ACCEPTED_SOURCES = (
-    "a CSV file (path,label rows, paths relative to the CSV's folder), a directory with one "
-    "subfolder of images per class, or a sequence of (path, label) pairs"
+    "a CSV file (path,label rows; paths absolute or relative to the CSV's folder), a directory "
+    "with one subfolder of images per class, or a sequence of (path, label) pairs"
 )
 
 
@@ -59,9 +66,29 @@ _ACCEPTED_SOURCES = (
 class Manifest:
     """The samples of a data set: one path and (optionally) one label per sample.
 
+    **Paths and the root.** ``paths`` are kept as the source wrote them (POSIX separators, ``.``
+    and empty components dropped, ``..`` kept): each is either absolute or relative to ``root``.
+    A relative path may contain ``..`` and even leave ``root`` (``../images/a.jpg``); it means
+    ``root/../images/a.jpg``. Whether a path lies inside ``root`` is decided on its text
+    (``..`` folded), not by following symlinks: the producers check the real location.
+
+    **What producers are told.** Every producer gets the same paths, :attr:`producer_paths`, and
+    resolves them with its own data root (``zerofeed producer --data-root``), refusing any path
+    that lands outside it (``outside_root``, naming the resolved path):
+
+    - every path inside ``root`` (the usual case: a CSV of relative paths): producers get the
+      paths as written, and local producers are started with ``--data-root`` = :attr:`producer_root`
+      = ``root``. Remote producers point ``--data-root`` at their copy of that folder, wherever
+      it is mounted (absolute paths then need the same mount point).
+    - some path outside ``root``, or no ``root``: producers get absolute paths (relative ones
+      joined onto ``root``), and :attr:`producer_root` is ``None``: local producers run as the
+      same user on the same machine and read any path, like Keras' ``flow_from_dataframe``.
+      Remote producers need the images at those absolute paths, under their ``--data-root``.
+
     Attributes:
-        root: folder that relative ``paths`` resolve against; ``None`` when every path is absolute.
-        paths: POSIX-style paths, relative to ``root`` or absolute when ``root`` is ``None``.
+        root: absolute folder that relative ``paths`` resolve against; ``None`` only when every
+            path is absolute (``(path, label)`` pairs read without ``root=``).
+        paths: POSIX-style paths as written: absolute, or relative to ``root``.
         labels: ``int64`` of shape ``(N,)`` for class labels, ``float32`` of shape ``(N, K)`` for
             vector labels, ``None`` for unlabeled data. The array is read-only.
         class_names: sorted class names when labels came from names or folders, else ``None``.
@@ -81,6 +108,23 @@ class Manifest:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @cached_property
+    def producer_root(self) -> Path | None:
+        """The ``--data-root`` to start local producers with: ``root`` when every path lies
+        inside it, else ``None`` (no confinement; :attr:`producer_paths` are then absolute)."""
+        if self.root is None:
+            return None
+        return self.root if _all_inside(self.paths, self.root.as_posix()) else None
+
+    @cached_property
+    def producer_paths(self) -> tuple[str, ...]:
+        """The path to send producers for each row (see the class docstring): ``paths`` itself
+        when :attr:`producer_root` is set, else every path made absolute against ``root``."""
+        if self.root is None or self.producer_root is not None:
+            return self.paths
+        prefix = _folder_prefix(self.root.as_posix())
+        return tuple(p if p.startswith("/") else prefix + p for p in self.paths)
 
     @cached_property
     def num_classes(self) -> int | None:
@@ -108,14 +152,20 @@ class Manifest:
         return _one_hot(picked, self.num_classes or 0)
 
 
-def load_manifest(source: ManifestSource | Manifest) -> Manifest:
+def load_manifest(source: ManifestSource | Manifest, *, root: RootArgument = None) -> Manifest:
     """Read ``source`` (a CSV file, a class-folder directory or ``(path, label)`` pairs).
+
+    ``root`` is the folder relative paths are relative to, for CSV files and pairs; it is
+    resolved against the current directory now (``root="."`` reads rows written relative to the
+    working directory, as a training script opening them would). How the paths reach producers
+    is described in :class:`Manifest`.
 
     **CSV file** (a ``.csv`` path, or any existing file):
 
     - Blank lines are ignored and every cell is stripped of surrounding whitespace.
-    - The first column is an image path relative to the CSV's folder, which becomes ``root``.
-      Absolute paths and ``..`` components are rejected.
+    - The first column is an image path: absolute, or relative to ``root`` (default: the CSV's
+      folder). ``\\`` separators are read as ``/``; ``..`` components are allowed (see
+      :class:`Manifest`); Windows drive paths (``C:\\img\\a.jpg``) are rejected.
     - **Header rule**: the first row is a header when its first cell has no file extension
       (``path``, ``filename``), or when some of its label cells are not numbers while all of the
       second row's are (``img.jpg,label`` followed by ``a.jpg,3``). Otherwise it is data.
@@ -127,24 +177,27 @@ def load_manifest(source: ManifestSource | Manifest) -> Manifest:
     **Directory**: one subfolder per class; class names are the sorted subfolder names (as for
     ``keras.utils.image_dataset_from_directory``), samples are the files with an
     :data:`IMAGE_EXTENSIONS` suffix anywhere below each class folder, sorted. Files directly in the
-    directory are ignored. ``root`` is the directory.
+    directory are ignored. ``root`` is the directory; ``root=`` is refused.
 
     **Pairs**: ``(path, label)`` with labels all ints (class indices), all strs (class names,
     indexed in sorted order), all sequences of numbers of one length (vectors) or all ``None``
-    (unlabeled). Paths are made absolute against the current directory; ``root`` is ``None``.
+    (unlabeled). Without ``root=``, paths are made absolute against the current directory and the
+    manifest's ``root`` is ``None``; with it, relative paths stay relative to ``root``.
 
-    A :class:`Manifest` passed in is returned as is.
+    A :class:`Manifest` passed in is returned as is (``root=`` is then refused).
 
     Raises:
         ManifestError: the source does not exist or cannot be read as a manifest; the message says
             where (file and line) and how to fix it.
+        ConfigError: ``root`` is not a directory, or is given with a directory or a Manifest.
     """
     if isinstance(source, Manifest):
+        _refuse_root(root, "a Manifest already has its root")
         return source
     if isinstance(source, str | os.PathLike):
-        return _load_path(Path(os.fspath(source)))
+        return _load_path(Path(os.fspath(source)), root)
     if isinstance(source, Sequence):
-        return _load_pairs(source)
+        return _load_pairs(source, None if root is None else _resolve_root(root))
     raise ManifestError(
         f"Cannot read a manifest from a {type(source).__name__}; expected {_ACCEPTED_SOURCES}."
     )
@@ -168,7 +221,63 @@ def _unknown_mode_message(label_mode: object) -> str:
     return f"Unknown label_mode {label_mode!r}; expected one of {', '.join(LABEL_MODES)}."
 
 
+def _resolve_root(root: str | os.PathLike[str]) -> Path:
+    resolved = Path(os.fspath(root)).resolve()
+    if not resolved.is_dir():
+        raise ConfigError(
+            f"root {os.fspath(root)!r} (resolved to {str(resolved)!r}) is not a directory. Pass "
+            'the folder the manifest\'s relative paths are relative to (root="." for the current '
+            "directory), or leave root=None to use the CSV's folder."
+        )
+    return resolved
+
+
+def _refuse_root(root: RootArgument, why: str) -> None:
+    if root is not None:
+        raise ConfigError(
+            f"root={os.fspath(root)!r} cannot be applied: {why}. root= is for CSV files and "
+            "(path, label) pairs; drop it."
+        )
+
+
+def _folder_prefix(folder: str) -> str:
+    return folder if folder.endswith("/") else folder + "/"
+
+
+def _all_inside(paths: Sequence[str], root: str) -> bool:
+    """Whether every path (absolute, or relative to ``root``) lies below ``root``, by its text."""
+    prefix = _folder_prefix(root)
+    text = "\n" + "\n".join(paths)
+    if ".." not in text and text.count("\n") == len(paths):
+        # One C-speed pass for millions of rows: every absolute path starts with the prefix.
+        return text.count("\n/") == text.count("\n" + prefix)
+    return all(_inside(p, prefix) for p in paths)
+
+
+def _inside(path: str, prefix: str) -> bool:
+    if ".." in path:
+        path = posixpath.normpath(path)
+    if path.startswith("/"):
+        return path.startswith(prefix)
+    return path != ".." and not path.startswith("../")
+
+
+def _normalise(path: str) -> str:
+    """``path`` with ``.`` and empty components dropped (``..`` kept: symlinks decide it)."""
+    kept = "/".join(p for p in path.split("/") if p not in (".", ""))
+    return "/" + kept if path.startswith("/") else kept
+
+
 def _check_consistent(m: Manifest) -> None:
+    if m.root is not None and not m.root.is_absolute():
+        raise ManifestError(f"root {str(m.root)!r} is not absolute; give an absolute folder.")
+    if m.root is None:
+        relative = next((p for p in m.paths if not p.startswith("/")), None)
+        if relative is not None:
+            raise ManifestError(
+                f"path {relative!r} is relative but root is None; give the folder it is "
+                "relative to as root, or make every path absolute."
+            )
     kind_ok = {
         "none": m.labels is None,
         "class": m.labels is not None and m.labels.dtype == np.int64 and m.labels.ndim == 1,
@@ -208,11 +317,12 @@ def _class_labels_from_names(names: Sequence[str]) -> tuple[np.ndarray, tuple[st
     return labels, class_names
 
 
-def _load_path(path: Path) -> Manifest:
+def _load_path(path: Path, root: RootArgument) -> Manifest:
     if path.is_dir():
+        _refuse_root(root, f"{str(path)!r} is a directory source, whose paths are relative to it")
         return _load_directory(path)
     if path.is_file():
-        return _load_csv(path)
+        return _load_csv(path, path.resolve().parent if root is None else _resolve_root(root))
     raise ManifestError(f"Manifest source {str(path)!r} does not exist. Pass {_ACCEPTED_SOURCES}.")
 
 
@@ -233,8 +343,8 @@ class _CsvTable:
         return self.lines[i // self.label_width]
 
 
-def _load_csv(csv_path: Path) -> Manifest:
-    """Read a CSV manifest (rules in :func:`load_manifest`)."""
+def _load_csv(csv_path: Path, root: Path) -> Manifest:
+    """Read a CSV manifest (rules in :func:`load_manifest`); relative paths are under ``root``."""
     table = _read_csv_table(csv_path)
     if not table.paths:
         raise ManifestError(
@@ -242,7 +352,7 @@ def _load_csv(csv_path: Path) -> Manifest:
         )
     labels, class_names, kind = _parse_labels(table)
     return Manifest(
-        root=csv_path.resolve().parent,
+        root=root,
         paths=tuple(table.paths),
         labels=labels,
         class_names=class_names,
@@ -281,7 +391,7 @@ def _read_csv_table(csv_path: Path) -> _CsvTable:
             )
         path = cells[0]
         if not path or _SUSPECT_PATH.search(path):
-            path = _relative_path(path, line, table.where)
+            path = _csv_path(path, line, table.where)
         table.paths.append(path)
         table.cells.extend(cells[1:])
         table.lines.append(line)
@@ -298,19 +408,19 @@ def _is_header(row1: list[str], row2: list[str] | None) -> bool:
     return not row1_numeric and row2_numeric
 
 
-def _relative_path(cell: str, line: int, where: str) -> str:
-    """Check that ``cell`` is a path relative to the CSV's folder; return it POSIX-normalised."""
+def _csv_path(cell: str, line: int, where: str) -> str:
+    """``cell`` as a POSIX path (see :func:`_normalise`); refuses empty and Windows drive paths."""
     if not cell:
         raise ManifestError(f"{where}, line {line}: the path cell is empty; give an image path.")
-    unified = cell.replace("\\", "/")
-    parts = unified.split("/")
-    if unified.startswith("/") or re.match(r"[A-Za-z]:", unified) or ".." in parts:
+    if _DRIVE.match(cell):
         raise ManifestError(
-            f"{where}, line {line}: path {cell!r} is absolute or contains '..'. Paths in a CSV "
-            "manifest must be relative to the CSV's folder and stay inside it; move the CSV "
-            "or the images, or pass (path, label) pairs for images elsewhere."
+            f"{where}, line {line}: path {cell!r} is a Windows drive path. Producers read POSIX "
+            "paths: write it absolute (/mnt/c/img/a.jpg) or relative to the CSV's folder."
         )
-    return "/".join(p for p in parts if p not in (".", ""))
+    path = _normalise(cell.replace("\\", "/"))
+    if not path or path == "/":
+        raise ManifestError(f"{where}, line {line}: path {cell!r} names a folder; give an image.")
+    return path
 
 
 def _parse_labels(table: _CsvTable) -> tuple[np.ndarray | None, tuple[str, ...] | None, LabelKind]:
@@ -423,18 +533,20 @@ def _images_under(root: Path, class_name: str) -> list[str]:
 # --------------------------------------------------------------------------- pairs
 
 
-def _load_pairs(pairs: Sequence[object]) -> Manifest:
+def _load_pairs(pairs: Sequence[object], root: Path | None) -> Manifest:
+    """Pairs; without ``root`` relative paths are made absolute against the current directory."""
     if not pairs:
         raise ManifestError("The sequence of (path, label) pairs is empty; give at least one.")
+    cwd = os.getcwd() if root is None else None
     paths: list[str] = []
     raw: list[object] = []
     for i, pair in enumerate(pairs):
         path, label = _split_pair(pair, i)
-        paths.append(Path(os.path.abspath(path)).as_posix())
+        paths.append(_normalise(path if cwd is None else os.path.join(cwd, path)))
         raw.append(label)
     labels, class_names, kind = _pair_labels(raw)
     return Manifest(
-        root=None, paths=tuple(paths), labels=labels, class_names=class_names, label_kind=kind
+        root=root, paths=tuple(paths), labels=labels, class_names=class_names, label_kind=kind
     )
 
 
@@ -447,7 +559,10 @@ def _split_pair(pair: object, i: int) -> tuple[str, object]:
     path, label = pair
     if not isinstance(path, str | os.PathLike):
         raise ManifestError(f"Item {i}: path {path!r} is not a str or os.PathLike.")
-    return os.fspath(path), label
+    text = os.fspath(path)
+    if not _normalise(text).strip("/"):
+        raise ManifestError(f"Item {i}: path {text!r} names a folder; give an image path.")
+    return text, label
 
 
 def _label_kind(label: object) -> str:

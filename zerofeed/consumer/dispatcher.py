@@ -1,9 +1,15 @@
 """The consumer's I/O thread: one ROUTER socket, owned by one thread, serving every producer.
 
-``__getitem__`` may be called from any thread (TensorFlow calls it from its own); it never touches the
-socket. It asks for a batch through :meth:`Dispatcher.get`, which wakes the I/O thread through a pipe
-and waits on a condition variable. The I/O thread receives results zero-copy, hands out tasks as
-credits allow, renews leases on heartbeats and re-issues the tasks of producers that went silent.
+The feed engine's :class:`~zerofeed.consumer.transport.Transport`. Callers on any thread (TensorFlow
+calls from its own) never touch the socket: :meth:`Dispatcher.get` wakes the I/O thread through a
+pipe and waits on a condition variable. The I/O thread receives results zero-copy, hands out tasks
+as credits allow (made by the feed's :class:`~zerofeed.consumer.recipe.BatchRecipe`, a plain
+object: nothing calls back into the feed), renews leases on heartbeats and re-issues the tasks of
+producers that went silent.
+
+Lock discipline: one lock (``_lock``, with its condition ``_arrived``) guards the scheduler and the
+counters. Nothing is called out to while it is held except the scheduler and the slot pool, which
+call nothing; the status source is called without it.
 """
 
 from __future__ import annotations
@@ -32,16 +38,17 @@ from zerofeed.common.protocol import (
     Result,
     Status,
     StatusRequest,
-    Task,
     Unknown,
     Welcome,
     decode,
     encode,
 )
 from zerofeed.consumer.auth import CurveAuthenticator
-from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, Scheduler
+from zerofeed.consumer.recipe import BatchRecipe
+from zerofeed.consumer.scheduler import Key, ReadyBatch, Scheduler
+from zerofeed.consumer.transport import TransportCounters
 
-__all__ = ["Dispatcher", "DispatcherSettings"]
+__all__ = ["CurveServer", "Dispatcher", "DispatcherSettings"]
 
 log = logging.getLogger("zerofeed.consumer")
 
@@ -60,7 +67,6 @@ class DispatcherSettings:
     """Socket and timing settings of a :class:`Dispatcher`."""
 
     bind: str
-    max_message_size: int
     heartbeat_interval: float = 1.0
     wait_log_interval: float = 10.0
     curve: CurveServer | None = None
@@ -76,23 +82,21 @@ class CurveServer:
 
 
 class Dispatcher:
-    """Owns the ROUTER socket and its thread; thread-safe :meth:`get` for batches."""
+    """Owns the ROUTER socket and its thread; a thread-safe transport of batches."""
 
     def __init__(
-        self,
-        settings: DispatcherSettings,
-        scheduler: Scheduler,
-        make_task: Callable[[Lease], Task],
+        self, settings: DispatcherSettings, scheduler: Scheduler, recipe: BatchRecipe
     ) -> None:
         self._settings = settings
-        self.scheduler = self._scheduler = scheduler
-        self._make_task = make_task
+        self._scheduler = scheduler
+        self._recipe = recipe
         self._hint = ""
         self._status_source: Callable[[], dict[str, Any]] = dict
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._failure: BaseException | None = None
+        self._failure_is_own = False  # the failure is a ZerofeedError to raise as it is
         self._closing = False
         self.rejected: Counter[str] = Counter()  # by kind of fault
         self._rejected_by_sender: OrderedDict[bytes, int] = OrderedDict()
@@ -121,7 +125,7 @@ class Dispatcher:
             socket.curve_secretkey = curve.keys.secret
         socket.linger = 0
         socket.router_mandatory = 1
-        socket.maxmsgsize = self._settings.max_message_size
+        socket.maxmsgsize = self._recipe.max_message_size
         socket.rcvhwm = socket.sndhwm = 10_000
         try:
             socket.bind(self._settings.bind)
@@ -139,10 +143,24 @@ class Dispatcher:
     # -- API for the training thread(s) ----------------------------------------------------------
 
     def get(self, key: Key, *, timeout: float | None) -> ReadyBatch:
-        """Wait for batch ``key``; raises :class:`FeedTimeoutError` after ``timeout`` seconds."""
+        """Wait for batch ``key``, moving forward to its epoch if it is later than the current one.
+
+        Raises:
+            FeedTimeoutError: nothing arrived within ``timeout`` seconds.
+            ZerofeedError: the I/O thread failed, :meth:`fail` was called, the feed was closed, or
+                it moved to another epoch meanwhile.
+        """
         started = time.monotonic()
         next_log = started + self._settings.wait_log_interval
         with self._arrived:
+            self._raise_if_failed()
+            if key[0] > self._scheduler.epoch:
+                self._scheduler.move_to((key[0], 0))
+            elif key < self._scheduler.floor:
+                raise ZerofeedError(
+                    f"batch {key[1]} of epoch {key[0]} comes before where the feed now serves "
+                    f"from (batch {self._scheduler.floor[1]} of epoch {self._scheduler.floor[0]})"
+                )
             self._scheduler.demand(key)
             self._wake()
             while True:
@@ -166,10 +184,27 @@ class Dispatcher:
             self.wait_seconds += time.monotonic() - started
         return batch
 
-    @property
-    def connections_refused(self) -> int:
-        """Connections that failed their handshake (CURVE refusals included)."""
-        return self.handshakes_failed
+    def counters(self) -> TransportCounters:
+        """A consistent snapshot of the counters (taken under the lock, nothing called out)."""
+        with self._lock:
+            counters = self._scheduler.counters
+            return TransportCounters(
+                wait_seconds=self.wait_seconds,
+                producers_connected=len(self._scheduler.producers),
+                tasks_issued=counters.tasks_issued,
+                tasks_reissued=counters.tasks_reissued,
+                producers_lost=counters.producers_lost,
+                messages_rejected=sum(self.rejected.values()),
+                connections_refused=self.handshakes_failed,
+                peak_outstanding=counters.peak_outstanding,
+            )
+
+    def fail(self, error: ZerofeedError) -> None:
+        """Fail every wait, now and later, with ``error`` (e.g. the local producers exited)."""
+        with self._arrived:
+            if self._failure is None:
+                self._failure, self._failure_is_own = error, True
+            self._arrived.notify_all()
 
     def set_status_source(self, source: Callable[[], dict[str, Any]]) -> None:
         """What ``zerofeed status`` is told (called on the I/O thread, without the lock held)."""
@@ -193,9 +228,13 @@ class Dispatcher:
             self._scheduler.move_to((epoch, batch))
         self._wake()
 
-    def locked(self) -> threading.Lock:
-        """The lock that guards the scheduler, for consistent snapshots."""
-        return self._lock
+    def advance(self, epoch: int) -> None:
+        """Move forward to the start of ``epoch``; nothing when already there or past it."""
+        with self._lock:
+            if epoch <= self._scheduler.epoch:
+                return
+            self._scheduler.move_to((epoch, 0))
+        self._wake()
 
     def close(self) -> None:
         """Stop the I/O thread and close the socket and context (idempotent)."""
@@ -222,12 +261,22 @@ class Dispatcher:
                 f"waited {waited:.0f} s for batch {batch} of epoch {epoch}: no producer is connected "
                 f"to {self.endpoint}. {self._hint}"
             )
+        if not any(p.capable for p in self._scheduler.producers.values()):
+            missing = sorted(self._scheduler.required_transforms)
+            return (
+                f"waited {waited:.0f} s for batch {batch} of epoch {epoch}: {producers} producer "
+                f"worker(s) are connected to {self.endpoint}, but none has the custom "
+                f"transform(s) {missing}; start producers with --plugin MODULE for the module(s) "
+                "that define them"
+            )
         return (
             f"waited {waited:.0f} s for batch {batch} of epoch {epoch} from {producers} producer "
             f"worker(s) at {self.endpoint}"
         )
 
     def _raise_if_failed(self) -> None:
+        if self._failure is not None and self._failure_is_own:
+            raise self._failure
         if self._failure is not None:
             raise ZerofeedError(
                 f"the zerofeed I/O thread failed: {self._failure!r}"
@@ -370,7 +419,7 @@ class Dispatcher:
                 "producer %s lacks custom transform(s) %s and gets no tasks; start it with "
                 "--plugin MODULE for the module(s) that define them",
                 producer.name,
-                hello.transforms,
+                sorted(self._scheduler.required_transforms - set(hello.transforms)),
             )
 
     def _on_result(self, identity: bytes, result: Result) -> None:
@@ -403,7 +452,14 @@ class Dispatcher:
                 )
             leases = self._scheduler.assign()
         for lease in leases:
-            if not self._send(lease.producer, encode(self._make_task(lease))):
+            task = self._recipe.task(
+                task_id=lease.task_id,
+                epoch=lease.key[0],
+                batch=lease.key[1],
+                rows=lease.rows,
+                slot=lease.slot,
+            )
+            if not self._send(lease.producer, encode(task)):
                 with self._lock:
                     self._scheduler.lose(lease.producer)
 

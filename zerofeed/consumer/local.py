@@ -4,6 +4,11 @@ They run as one ``python -m zerofeed.producer`` process (a supervisor with N spa
 own session, so a Ctrl-C in the terminal reaches only the trainer, which then stops them. They also
 stop by themselves when the trainer dies: their standard input is a pipe from the trainer, and its
 end of file means "the parent is gone".
+
+Their log (standard error) comes through a pipe too: a thread copies it to this process's standard
+error and keeps the last lines, so that when the producer process exits before :meth:`close`
+(a plugin that does not import, workers crashing at start, a kill) ``on_exit`` is told at once,
+with the child's own words.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +30,8 @@ from zerofeed.consumer.slots import SlotPool
 __all__ = ["LocalProducers", "default_worker_count"]
 
 log = logging.getLogger("zerofeed.consumer")
+
+_TAIL_LINES = 12
 
 
 def default_worker_count() -> int:
@@ -56,9 +66,11 @@ class LocalProducers:
         heartbeat_interval: float = 1.0,
         credentials: tuple[Path, Path] | None = None,
         slots: SlotPool | None = None,
+        on_exit: Callable[[str], None] | None = None,
     ) -> None:
         """``credentials``: (the consumer's public key file, the producers' secret key file);
-        ``slots``: shared memory the producers write batches into."""
+        ``slots``: shared memory the producers write batches into; ``on_exit``: called (on a
+        thread of this object's) with a message when the producers exit before :meth:`close`."""
         launch = _Launch(
             endpoint=endpoint,
             workers=workers,
@@ -68,16 +80,59 @@ class LocalProducers:
             credentials=credentials,
             slots=slots,
         )
+        self._on_exit = on_exit
+        self._closing = threading.Event()
+        self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._process = subprocess.Popen(
             _command(launch),
             stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=_child_environment(),
             start_new_session=True,
         )
         self.pid = self._process.pid
+        self._reader = threading.Thread(
+            target=self._copy_log, name="zerofeed-local-producers-log", daemon=True
+        )
+        self._reader.start()
+        self._watcher = threading.Thread(
+            target=self._watch, name="zerofeed-local-producers", daemon=True
+        )
+        self._watcher.start()
+
+    @property
+    def last_log_lines(self) -> tuple[str, ...]:
+        """The last lines the producer process logged."""
+        return tuple(self._tail)
+
+    def _copy_log(self) -> None:
+        """Copy the child's log to ours, keeping the last lines."""
+        stream = self._process.stderr
+        if stream is None:
+            return
+        with stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace")
+                self._tail.append(line.rstrip("\n"))
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(line)
+
+    def _watch(self) -> None:
+        """Wait for the child to exit; if that was not asked for, tell ``on_exit`` why."""
+        code = self._process.wait()
+        if self._closing.is_set() or self._on_exit is None:
+            return
+        self._reader.join(timeout=1.0)  # its last words (workers may still hold the pipe)
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        lines = "\n".join(f"    {line}" for line in self._tail) or "    (it logged nothing)"
+        self._on_exit(
+            f"the local producer process (pid {self.pid}) {how} before the feed was closed; "
+            f"its last log lines:\n{lines}"
+        )
 
     def close(self, *, grace: float = 15.0) -> None:
         """Stop the producers: close their stdin (graceful), then SIGTERM, then SIGKILL the group."""
+        self._closing.set()
         process = self._process
         if process.poll() is None and process.stdin is not None:
             with contextlib.suppress(OSError):
@@ -95,10 +150,19 @@ class LocalProducers:
         self._signal_group(signal.SIGKILL)  # any worker left behind by a crashed supervisor
         if process.stdin is not None and not process.stdin.closed:
             process.stdin.close()
+        self._watcher.join(timeout=5)
+        self._reader.join(timeout=5)
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _command(launch: _Launch) -> list[str]:

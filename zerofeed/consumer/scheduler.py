@@ -114,6 +114,16 @@ class Scheduler:
         self._delivered: OrderedDict[Key, ReadyBatch] = OrderedDict()
         self.counters = SchedulerCounters()
 
+    @property
+    def floor(self) -> Key:
+        """The first (epoch, batch) still served: everything before it was dropped."""
+        return self._floor
+
+    @property
+    def required_transforms(self) -> frozenset[str]:
+        """The custom transforms a producer must have to get tasks."""
+        return self._required
+
     # -- producers -------------------------------------------------------------------------------
 
     def hello(

@@ -1,16 +1,30 @@
-"""``FeedSequence``: a Keras ``PyDataset`` whose batches are made by zerofeed producers."""
+"""``FeedSequence``: the Keras ``PyDataset`` adapter over a :class:`~zerofeed.consumer.engine.Feed`.
+
+It only maps Keras' calls to plan positions; the engine does everything else.
+
+**Passes.** Keras reads a ``PyDataset`` in passes, each begun by ``on_epoch_begin`` and ended by
+``on_epoch_end``, asking for every index once, in random order with ``fit(shuffle=True)``. The
+k-th distinct index asked for in a pass gets the plan's k-th batch, so the training step sees the
+plan's (already shuffled) order whatever the index order. A pass that ends having asked for
+every batch completes the feed's epoch; one that ends early does not — Keras' shape probe before
+the first epoch under JAX and torch (one batch), or an interrupted epoch — and the next pass
+replays the epoch from its first batch. Batches asked for before any pass (TensorFlow's
+signature probe) are those of the first pass's positions, served again to it from memory. The
+extra ``on_epoch_end`` calls Keras makes when it resets its iterator (before ``fit``, before each
+``evaluate``) end no pass and change nothing.
+
+**Without Keras** (a loop of ``seq[i]``), there are no passes: ``on_epoch_end`` moves to the next
+epoch when the next batch is asked for.
+
+Lock discipline: ``_lock`` guards the position fields only; the engine is called after it is
+released, so no lock is ever held while another is taken.
+"""
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import operator
-import secrets
-import shutil
-import tempfile
 import threading
-import time
-import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,53 +32,30 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
-from zerofeed.common.errors import BadSampleError, ConfigError, ZerofeedError
-from zerofeed.common.manifest import Manifest, load_manifest, validate_label_mode
-from zerofeed.common.metrics import Metric, MetricsServer
-from zerofeed.common.plan import EpochPlan
-from zerofeed.common.protocol import MAX_HEADER_BYTES, Task
-from zerofeed.common.transforms import parse_augment
-from zerofeed.consumer.credentials import curve_settings
-from zerofeed.consumer.dispatcher import Dispatcher, DispatcherSettings
-from zerofeed.consumer.endpoints import (
-    connect_address,
-    private_endpoint,
-    validate_bind,
-    warn_if_exposed,
-)
-from zerofeed.consumer.local import LocalProducers
-from zerofeed.consumer.metrics import feed_metrics
-from zerofeed.consumer.scheduler import Lease, ReadyBatch, Scheduler
-from zerofeed.consumer.settings import (
-    check_epoch,
-    check_seed,
-    check_settings,
-    resolve_local_producers,
-)
-from zerofeed.consumer.slots import SlotPool
-from zerofeed.consumer.stats import FeedStats, SkippedSample
+from zerofeed.common.errors import ConfigError, ZerofeedError
+from zerofeed.common.manifest import Manifest
+from zerofeed.consumer.engine import DataConfig, Feed, FeedBatch, ServingConfig
+from zerofeed.consumer.settings import check_epoch
+from zerofeed.consumer.stats import FeedStats
+from zerofeed.consumer.transport import TransportFactory
 
 __all__ = ["FeedSequence"]
 
-log = logging.getLogger("zerofeed.consumer")
-
 Batch = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray]
-_RECENT_SECONDS = 30.0
-_SPARE_SLOTS = 2  # shared-memory batches beyond max_queue_size: those the caller still holds
 
 
 class FeedSequence(keras.utils.PyDataset):
     """Batches of decoded, augmented images made by producer processes, for ``model.fit``.
 
-    Each epoch is planned here (shuffle, batches, a random stream per sample derived from
-    ``(seed, epoch, sample)``) and handed to producers as they have room, at most ``max_queue_size``
-    batches ahead. Every sample appears exactly once per epoch, and a batch is byte-identical
-    whichever producer made it.
+    Each epoch is planned (shuffle, batches, a random stream per sample derived from
+    ``(seed, epoch, sample)``) and handed to producers as they have room, at most
+    ``max_queue_size`` batches ahead. Every sample appears exactly once per epoch, and a batch is
+    byte-identical whichever producer made it, under every Keras backend.
 
-    Batches are served in plan order: the k-th distinct index asked for in an epoch gets the plan's
-    k-th batch, and asking for an index again returns the same batch. Sequential access therefore
-    returns plan batch ``i`` for index ``i``; Keras' ``fit(shuffle=True)``, which asks for indices
-    in random order, still receives the plan's (already shuffled) stream, fully prefetched.
+    Batches are served in plan order: the k-th distinct index asked for in a pass over the
+    epoch gets the plan's k-th batch, and asking for an index again returns the same batch
+    (see the module docstring for how Keras' passes map to epochs). For resuming, see
+    :class:`~zerofeed.consumer.FeedCheckpoint`, :meth:`seek`, :meth:`state` and :meth:`restore`.
 
     Args:
         source: a CSV manifest, a directory of class subfolders, or a sequence of (path, label).
@@ -75,6 +66,8 @@ class FeedSequence(keras.utils.PyDataset):
         label_mode: ``"int"`` or ``"categorical"`` (one-hot float32); label vectors pass through.
         shuffle: draw a new sample order each epoch.
         seed: makes shuffle and augmentation reproducible; ``None`` picks one (see :attr:`seed`).
+        root: the folder relative paths of a CSV resolve against (default: the CSV's folder;
+            ``"."`` for paths relative to the working directory). Absolute paths work as they are.
         bind: where producers connect, e.g. ``"tcp://0.0.0.0:5555"``; ``None`` is a private ipc
             endpoint for local producers only. Port 0 or ``*`` picks a free port (see
             :attr:`endpoint`).
@@ -83,28 +76,31 @@ class FeedSequence(keras.utils.PyDataset):
         max_queue_size: batches in flight plus ready; bounds memory here and in producers.
         on_error: ``"raise"`` stops at a bad sample with an error naming it; ``"skip"`` drops it
             from its batch and lists it in :attr:`stats`.
-        plugins: modules defining custom transforms, loaded by the local producers.
+        plugins: modules defining custom transforms, loaded by the local producers (and checked
+            here: a custom transform none of them defines is a ``ConfigError`` at once).
         timeout: seconds ``__getitem__`` may wait before raising ``FeedTimeoutError``; ``None``
-            waits for ever, logging what it waits for every ``wait_log_interval`` seconds.
+            waits, logging what it waits for every ``wait_log_interval`` seconds. Local producers
+            that exit make it fail at once, with their last log lines, whatever the timeout.
         lease_timeout: seconds of silence after which a producer is presumed lost and its tasks
             are handed to others.
         heartbeat_interval: seconds between producer heartbeats (local producers).
         wait_log_interval: seconds between "still waiting" log messages.
+        initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming.
         server_secret_key: this consumer's CURVE ``.key_secret`` file (``zerofeed keys generate``);
             with ``authorized_keys``, producers must authenticate and all traffic is encrypted.
         authorized_keys: a folder of the public ``.key`` files of the producers accepted.
         metrics_port: serve Prometheus metrics on this port (``zerofeed[metrics]`` extra; 0 picks
             a free port, see :attr:`metrics_port`); ``docs/metrics.md`` lists them.
-        initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming from a
-            checkpoint; :meth:`seek` also resumes mid-epoch.
         shared_memory: local producers write batches into shared memory that the batches are
             then handed out from (no socket copy, no allocation per batch); ``False`` sends
             them over the socket, as remote producers do.
+        transport: a seam for tests: batches from this transport (e.g.
+            :class:`~zerofeed.consumer.MockTransport`) instead of sockets and producers.
     """
 
     def __init__(
         self,
-        source: str | Path | Sequence[tuple[Any, Any]],
+        source: str | Path | Sequence[tuple[Any, Any]] | Manifest,
         *,
         batch_size: int = 32,
         image_size: tuple[int, int] = (224, 224),
@@ -113,6 +109,7 @@ class FeedSequence(keras.utils.PyDataset):
         label_mode: Literal["int", "categorical"] = "int",
         shuffle: bool = True,
         seed: int | None = None,
+        root: str | Path | None = None,
         bind: str | None = None,
         local_producers: int | Literal["auto"] = "auto",
         max_queue_size: int = 8,
@@ -127,185 +124,184 @@ class FeedSequence(keras.utils.PyDataset):
         authorized_keys: str | Path | None = None,
         metrics_port: int | None = None,
         shared_memory: bool = True,
+        transport: TransportFactory | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
-        check_settings(
-            batch_size=batch_size,
-            image_size=image_size,
-            dtype=dtype,
-            max_queue_size=max_queue_size,
-            on_error=on_error,
-            timeout=timeout,
-            lease_timeout=lease_timeout,
-            heartbeat_interval=heartbeat_interval,
+        self._epoch = check_epoch(initial_epoch)
+        self.feed = Feed(
+            source,
+            data=DataConfig(
+                batch_size=batch_size,
+                image_size=image_size,
+                augment=augment,
+                dtype=dtype,
+                label_mode=label_mode,
+                shuffle=shuffle,
+                seed=seed,
+                root=root,
+                on_error=on_error,
+            ),
+            serving=ServingConfig(
+                bind=bind,
+                local_producers=local_producers,
+                max_queue_size=max_queue_size,
+                plugins=plugins,
+                timeout=timeout,
+                lease_timeout=lease_timeout,
+                heartbeat_interval=heartbeat_interval,
+                wait_log_interval=wait_log_interval,
+                server_secret_key=server_secret_key,
+                authorized_keys=authorized_keys,
+                metrics_port=metrics_port,
+                shared_memory=shared_memory,
+            ),
+            transport=transport,
         )
-        self.manifest: Manifest = load_manifest(source)
-        validate_label_mode(label_mode, self.manifest)
-        self._spec = parse_augment(augment)
+        """The engine: ``feed.get(epoch, batch)``, ``feed.status()``, ... (no Keras needed)."""
         self.batch_size = batch_size
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image_size = self.feed.recipe.image_size
         self.dtype = dtype
         self.label_mode = label_mode
         self.shuffle = shuffle
         self.on_error = on_error
         self.timeout = timeout
-        self.seed: int = secrets.randbits(63) if seed is None else check_seed(seed)
-        self._augment_wire = self._spec.to_wire()
-        self._plans: dict[int, EpochPlan] = {}
-        self._epoch = check_epoch(initial_epoch)
-        self._slot_offset = 0
-        self._pending_ends = 0
-        self._keras_epochs = False
-        self._in_epoch = False
-        self._slots: dict[int, int] = {}
-        self._skip_seen: set[tuple[int, int]] = set()
-        self._skipped: list[SkippedSample] = []
-        self._delivered = [0, 0]
-        self._state_lock = threading.Lock()
-        self._closed = False
-        self._started = time.monotonic()
-        self._history: deque[tuple[float, int, float]] = deque([(self._started, 0, 0.0)])
-        workers = resolve_local_producers(local_producers)
-        self._folders: list[str] = []
-        if bind is None:
-            self._folders.append(tempfile.mkdtemp(prefix="zerofeed-"))
-        endpoint = private_endpoint(self._folders[0]) if bind is None else validate_bind(bind)
-        curve, local_credentials, keys_folder = curve_settings(
-            server_secret_key, authorized_keys, local_producers=workers
-        )
-        if keys_folder is not None:
-            self._folders.append(keys_folder)
-        batch_bytes = batch_size * self.image_size[0] * self.image_size[1] * 3
-        self._shared_memory = (
-            _slot_pool(batch_bytes * np.dtype(dtype).itemsize, max_queue_size + _SPARE_SLOTS)
-            if workers and shared_memory
-            else None
-        )
-        try:
-            self._dispatcher = Dispatcher(
-                DispatcherSettings(
-                    bind=endpoint,
-                    max_message_size=self._max_message_size(),
-                    heartbeat_interval=heartbeat_interval,
-                    wait_log_interval=wait_log_interval,
-                    curve=curve,
-                ),
-                Scheduler(
-                    plan_for=self._plan,
-                    max_queue_size=max_queue_size,
-                    lease_timeout=lease_timeout,
-                    required_transforms=frozenset(self._spec.plugin_names),
-                    image_shape=(*self.image_size, 3),
-                    dtype=np.dtype(dtype),
-                    epoch=initial_epoch,
-                    first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
-                    slots=self._shared_memory,
-                ),
-                self._make_task,
-            )
-        except BaseException:
-            if self._shared_memory is not None:
-                self._shared_memory.close()
-            raise
-        self._dispatcher.set_hint(self._hint(workers))
-        self._dispatcher.set_status_source(self._status)
-        warn_if_exposed(self._dispatcher.endpoint, encrypted=curve is not None)
-        try:
-            self._local = (
-                LocalProducers(
-                    endpoint=connect_address(self._dispatcher.endpoint),
-                    workers=workers,
-                    data_root=self.manifest.root,
-                    plugins=tuple(plugins),
-                    heartbeat_interval=heartbeat_interval,
-                    credentials=local_credentials,
-                    slots=self._shared_memory,
-                )
-                if workers
-                else None
-            )
-        except BaseException:
-            _release(self._dispatcher, None, tuple(self._folders), slots=self._shared_memory)
-            raise
-        self._metrics = None
-        if metrics_port is not None:
-            try:
-                self._metrics = MetricsServer(metrics_port, self._metric_samples)
-            except BaseException:
-                _release(
-                    self._dispatcher, self._local, tuple(self._folders), slots=self._shared_memory
-                )
-                raise
-        self._finalizer = weakref.finalize(
-            self,
-            _release,
-            self._dispatcher,
-            self._local,
-            tuple(self._folders),
-            self._metrics,
-            slots=self._shared_memory,
-        )
+        self._lock = threading.Lock()
+        self._start = 0  # the first plan batch of this epoch's passes (after seek)
+        self._assigned: dict[int, int] = {}  # Keras index -> plan batch, in this pass
+        self._served = 0  # distinct plan batches asked for in this pass
+        self._keras = False  # Keras has begun a pass (on_epoch_begin) at least once
+        self._in_pass = False
+        self._pending_ends = 0  # on_epoch_end calls not yet applied, outside Keras
+        if self._epoch:
+            self.feed.advance(self._epoch)
 
     # -- the PyDataset interface -----------------------------------------------------------------
 
     def __len__(self) -> int:
-        return -(-len(self.manifest) // self.batch_size)
+        return len(self.feed)
 
     def __getitem__(self, index: int) -> Batch:
         """Batch ``index`` of the current epoch as ``(x, y)`` (``(x,)`` for unlabeled sources)."""
-        if self._closed:
-            raise ZerofeedError(
-                "this FeedSequence is closed; create a new one to read more batches"
-            )
         index = operator.index(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        index %= len(self)
-        with self._state_lock:
-            self._apply_epoch_end()
+        batches = len(self)
+        if not -batches <= index < batches:
+            raise IndexError(f"batch index {index} out of range for {batches} batches")
+        index %= batches
+        with self._lock:
+            moved = self._apply_pending_ends()
             epoch = self._epoch
-            slot = self._slots.setdefault(index, self._slot_offset + len(self._slots))
-        if slot >= len(self):
+            position = self._assigned.get(index)
+            if position is None:
+                position = self._start + len(self._assigned)
+                if position < batches:
+                    self._assigned[index] = position
+                    self._served += 1
+        if moved:
+            self.feed.advance(epoch)
+        if position >= batches:
             raise IndexError(
-                f"epoch {epoch} was resumed at batch {self._slot_offset} with seek(); its "
-                f"remaining {len(self) - self._slot_offset} batches have all been served"
+                f"epoch {epoch} was resumed at batch {self._start} with seek(); its remaining "
+                f"{batches - self._start} batches have all been served"
             )
-        batch = self._dispatcher.get((epoch, slot), timeout=self.timeout)
-        return self._deliver(batch)
+        batch = self.feed.get(epoch, position)
+        self.on_batch(batch)
+        return batch.inputs
 
     def on_epoch_begin(self) -> None:
-        """Called by Keras at the start of every epoch of ``fit``/``evaluate``."""
-        with self._state_lock:
-            if not self._keras_epochs:
-                # Keras calls on_epoch_end once before its first epoch (its iterator's reset);
-                # that call did not end an epoch.
-                self._keras_epochs = True
+        """Called by Keras at the start of every pass of ``fit``/``evaluate``/``predict``."""
+        with self._lock:
+            if not self._keras:
+                # Keras calls on_epoch_end once before its first pass (its iterator's reset);
+                # that call ended no epoch.
+                self._keras = True
                 self._pending_ends = 0
-            self._in_epoch = True
+            self._in_pass = True
+            self._assigned.clear()
+            self._served = 0
 
     def on_epoch_end(self) -> None:
-        """Move to the next epoch (a new shuffle and new augmentation draws).
+        """End the epoch: the next batches are the next epoch's (a new shuffle and new draws).
 
-        Under Keras, only the end of an epoch that began counts: the extra calls Keras makes when
-        it resets its iterator (before ``fit``, before each ``evaluate``) change nothing. The
-        next epoch's first batches are already being made, so the move costs nothing.
+        Under Keras only a pass that asked for all the epoch's batches ends it (see the module
+        docstring). The next epoch's first batches are already being made, so this costs nothing.
         """
-        with self._state_lock:
-            if self._keras_epochs and not self._in_epoch:
+        with self._lock:
+            if not self._keras:
+                self._pending_ends += 1
                 return
-            self._in_epoch = False
-            self._pending_ends += 1
-            if self._keras_epochs:
-                self._apply_epoch_end()
+            if not self._in_pass:
+                return
+            self._in_pass = False
+            if self._start + self._served < len(self):
+                return  # an incomplete pass: the next one replays this epoch from its start
+            self._epoch += 1
+            self._reset_epoch_locked(0)
+            epoch = self._epoch
+        self.feed.advance(epoch)
 
-    def _apply_epoch_end(self) -> None:
-        """Apply pending epoch ends (called with the state lock held)."""
-        if self._pending_ends:
-            self._epoch += self._pending_ends
+    def on_batch(self, batch: FeedBatch) -> None:
+        """Called with every batch ``__getitem__`` returns, with its metadata (epoch, position,
+        manifest rows, producer, skipped samples). Does nothing; override it to audit a feed."""
+
+    # -- resuming --------------------------------------------------------------------------------
+
+    def seek(self, epoch: int, batch: int = 0) -> None:
+        """Resume at batch ``batch`` of ``epoch``, with the data order and augmentation it had.
+
+        For a training script restarted from a checkpoint: the next distinct indices asked for
+        get that epoch's batches ``batch``, ``batch + 1``, ... (``len(self) - batch`` of them);
+        the epoch then ends as usual. Pass the same ``seed`` as the first run.
+        """
+        check_epoch(epoch)
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < len(self):
+            raise ConfigError(f"batch must be in [0, {len(self)}), got {batch!r}")
+        self.feed.move_to(epoch, batch)
+        with self._lock:
+            self._epoch = epoch
             self._pending_ends = 0
-            self._slots.clear()
-            self._slot_offset = 0
-            self._dispatcher.move_to(self._epoch)
+            self._reset_epoch_locked(batch)
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-serialisable checkpoint of where this feed is (the next batch to train on)
+        and of what makes its batches; :meth:`restore` takes it back."""
+        return self.feed.state(position=self.position)
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Resume where ``state`` (from :meth:`state`) says.
+
+        Raises:
+            ConfigError: the state was made by a feed with other batches; the message says what
+                differs.
+        """
+        epoch, batch = self.feed.restore(state)
+        with self._lock:
+            self._epoch = epoch
+            self._pending_ends = 0
+            self._reset_epoch_locked(batch)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epoch, batch): the next batch this feed would serve in order."""
+        with self._lock:
+            epoch = self._epoch + self._pending_ends
+            if self._pending_ends:
+                return (epoch, 0)
+            done = self._start + self._served
+            return (epoch + 1, 0) if done >= len(self) else (epoch, done)
+
+    def _reset_epoch_locked(self, start: int) -> None:
+        self._start = start
+        self._assigned.clear()
+        self._served = 0
+
+    def _apply_pending_ends(self) -> bool:
+        """Apply on_epoch_end calls made outside Keras (with the lock held); True if moved."""
+        if not self._pending_ends:
+            return False
+        self._epoch += self._pending_ends
+        self._pending_ends = 0
+        self._reset_epoch_locked(0)
+        return True
 
     # -- public extras ---------------------------------------------------------------------------
 
@@ -315,73 +311,44 @@ class FeedSequence(keras.utils.PyDataset):
         Each pass over it is one epoch (it calls ``on_epoch_end`` at the end); its
         ``element_spec`` gives the batch shapes with a variable batch dimension.
         """
-        import tensorflow as tf
+        from zerofeed.consumer.tfdata import epoch_dataset
 
-        def one_epoch() -> Any:
-            for index in range(len(self)):
-                yield self[index]
-            self.on_epoch_end()
+        return epoch_dataset(self)
 
-        images = tf.TensorSpec((None, *self.image_size, 3), tf.as_dtype(self.dtype))
-        label_shape = self.manifest.batch_labels(np.zeros(1, np.int64), self.label_mode)
-        if label_shape is None:
-            signature: Any = (images,)
-        else:
-            labels = tf.TensorSpec((None, *label_shape.shape[1:]), tf.as_dtype(label_shape.dtype))
-            signature = (images, labels)
-        return tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0 before the first epoch ends)."""
+        with self._lock:
+            return self._epoch + self._pending_ends
 
-    def seek(self, epoch: int, batch: int = 0) -> None:
-        """Resume at batch ``batch`` of ``epoch``, with the data order and augmentation it had.
+    @property
+    def stats(self) -> FeedStats:
+        """A snapshot of what this feed has done so far (safe from any thread)."""
+        return dataclasses.replace(self.feed.stats(), epoch=self.epoch)
 
-        For a training script restarted from a checkpoint: the next distinct indices asked for
-        get that epoch's batches ``batch``, ``batch + 1``, ... (``len(self) - batch`` of them);
-        ``on_epoch_end`` then moves on as usual. Pass the same ``seed`` as the first run.
-        """
-        check_epoch(epoch)
-        if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < len(self):
-            raise ConfigError(f"batch must be in [0, {len(self)}), got {batch!r}")
-        with self._state_lock:
-            self._epoch, self._pending_ends, self._slot_offset = epoch, 0, batch
-            self._slots.clear()
-            self._dispatcher.move_to(epoch, batch)
+    @property
+    def manifest(self) -> Manifest:
+        return self.feed.manifest
+
+    @property
+    def seed(self) -> int:
+        """The seed of shuffle and augmentation (the one drawn when none was given)."""
+        return self.feed.seed
 
     @property
     def endpoint(self) -> str:
         """The address producers connect to (with the real port when one was picked)."""
-        return self._dispatcher.endpoint
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch (0 before the first ``on_epoch_end``)."""
-        with self._state_lock:
-            return self._epoch + self._pending_ends
+        return self.feed.endpoint
 
     @property
     def class_names(self) -> tuple[str, ...] | None:
         """Class names, when labels came from names or class folders."""
-        return self.manifest.class_names
+        return self.feed.manifest.class_names
 
     @property
-    def stats(self) -> FeedStats:
-        """A snapshot of what this feed has done so far."""
-        scheduler = self._dispatcher.scheduler
-        with self._dispatcher.locked():
-            counters = scheduler.counters
-            return FeedStats(
-                batches_delivered=self._delivered[0],
-                images_delivered=self._delivered[1],
-                skipped=tuple(self._skipped),
-                wait_seconds=self._dispatcher.wait_seconds,
-                producers_connected=len(scheduler.producers),
-                tasks_issued=counters.tasks_issued,
-                tasks_reissued=counters.tasks_reissued,
-                producers_lost=counters.producers_lost,
-                messages_rejected=sum(self._dispatcher.rejected.values()),
-                connections_refused=self._dispatcher.connections_refused,
-                peak_outstanding=counters.peak_outstanding,
-                epoch=self.epoch,
-            )
+    def metrics_port(self) -> int | None:
+        """The port Prometheus metrics are served on, if any."""
+        return self.feed.metrics_port
 
     @property
     def shared_memory_bytes(self) -> int:
@@ -390,12 +357,11 @@ class FeedSequence(keras.utils.PyDataset):
         It is outside this process's heap (in ``/dev/shm``) and enters its resident size only
         as far as batches are read: count it with the feed's memory.
         """
-        return self._shared_memory.resident_bytes if self._shared_memory is not None else 0
+        return self.feed.shared_memory_bytes
 
     def close(self) -> None:
         """Stop the local producers, the I/O thread and the socket; idempotent."""
-        self._closed = True
-        self._finalizer()
+        self.feed.close()
 
     def __enter__(self) -> FeedSequence:
         return self
@@ -403,168 +369,8 @@ class FeedSequence(keras.utils.PyDataset):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- internals -------------------------------------------------------------------------------
-
-    def _plan(self, epoch: int) -> EpochPlan:
-        plan = self._plans.get(epoch)
-        if plan is None:
-            if len(self._plans) > 4:
-                self._plans.pop(min(self._plans))
-            plan = EpochPlan(
-                num_samples=len(self.manifest),
-                batch_size=self.batch_size,
-                seed=self.seed,
-                epoch=epoch,
-                shuffle=self.shuffle,
-            )
-            self._plans[epoch] = plan
-        return plan
-
-    def _make_task(self, lease: Lease) -> Task:
-        paths = self.manifest.paths
-        rows = lease.rows.tolist()
-        return Task(
-            task_id=lease.task_id,
-            epoch=lease.key[0],
-            batch=lease.key[1],
-            seed=self.seed,
-            image_size=self.image_size,
-            dtype=self.dtype,
-            augment=self._augment_wire,
-            samples=tuple((row, paths[row]) for row in rows),
-            slot=lease.slot,
+    def __reduce__(self) -> Any:
+        raise ZerofeedError(
+            "a FeedSequence owns sockets and processes and cannot be pickled; it already makes "
+            "batches in other processes, so use it with workers=1 and use_multiprocessing=False"
         )
-
-    def _deliver(self, batch: ReadyBatch) -> Batch:
-        if batch.skipped:
-            self._note_skipped(batch)
-            if self.on_error == "raise":
-                first = batch.skipped[0]
-                raise BadSampleError(
-                    self.manifest.paths[first.index],
-                    first.kind,
-                    first.reason,
-                    producer=batch.producer,
-                )
-        labels = self.manifest.batch_labels(batch.rows, self.label_mode)
-        with self._state_lock:
-            self._delivered[0] += 1
-            self._delivered[1] += len(batch.rows)
-        return (batch.images,) if labels is None else (batch.images, labels)
-
-    def _note_skipped(self, batch: ReadyBatch) -> None:
-        with self._state_lock:
-            if batch.key in self._skip_seen:
-                return
-            self._skip_seen.add(batch.key)
-            for skipped in batch.skipped:
-                self._skipped.append(
-                    SkippedSample(
-                        path=self.manifest.paths[skipped.index],
-                        kind=skipped.kind,
-                        reason=skipped.reason,
-                        epoch=batch.key[0],
-                        producer=batch.producer,
-                    )
-                )
-        for skipped in batch.skipped:
-            log.warning(
-                "skipped %s: %s: %s",
-                self.manifest.paths[skipped.index],
-                skipped.kind,
-                skipped.reason,
-            )
-
-    @property
-    def metrics_port(self) -> int | None:
-        """The port Prometheus metrics are served on, if any."""
-        return self._metrics.port if self._metrics is not None else None
-
-    def _metric_samples(self) -> list[Metric]:
-        return feed_metrics(self.stats)
-
-    def _status(self) -> dict[str, Any]:
-        """The live state ``zerofeed status`` prints: totals, recent rates and producers."""
-        stats = self.stats
-        now = time.monotonic()
-        with self._state_lock:
-            self._history.append((now, stats.images_delivered, stats.wait_seconds))
-            while len(self._history) > 2 and now - self._history[1][0] > _RECENT_SECONDS:
-                self._history.popleft()
-            then, images, waited = self._history[0]
-        span = max(now - then, 1e-9)
-        return {
-            "endpoint": self.endpoint,
-            "epoch": stats.epoch,
-            "batches_per_epoch": len(self),
-            "images_delivered": stats.images_delivered,
-            "recent_images_per_s": (stats.images_delivered - images) / span if span > 0.5 else None,
-            "recent_wait_share": min(1.0, (stats.wait_seconds - waited) / span)
-            if span > 0.5
-            else None,
-            "wait_seconds": stats.wait_seconds,
-            "producers": self._dispatcher.producer_table(),
-            "tasks_reissued": stats.tasks_reissued,
-            "producers_lost": stats.producers_lost,
-            "messages_rejected": stats.messages_rejected,
-            "connections_refused": stats.connections_refused,
-            "samples_skipped": len(stats.skipped),
-            "uptime_s": now - self._started,
-            "shared_memory": self._slot_state(),
-        }
-
-    def _slot_state(self) -> dict[str, int] | None:
-        pool = self._shared_memory
-        if pool is None:
-            return None
-        return {
-            "slots": pool.count,
-            "free": pool.free,
-            "quarantined": pool.quarantined,
-            "bytes": pool.resident_bytes,
-        }
-
-    def _max_message_size(self) -> int:
-        height, width = self.image_size
-        itemsize = np.dtype(self.dtype).itemsize
-        return self.batch_size * height * width * 3 * itemsize + MAX_HEADER_BYTES + 4096
-
-    def _hint(self, workers: int) -> str:
-        if workers:
-            return f"{workers} local producer worker(s) were started; check their log output above."
-        return (
-            f"Start one with: zerofeed producer --connect {connect_address(self.endpoint)} "
-            "--data-root <folder the manifest paths are relative to>"
-        )
-
-
-def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:
-    """Shared memory for the local producers' batches; None (and a warning) when there is no
-    room for it: batches then go over the socket."""
-    try:
-        return SlotPool(slot_bytes=slot_bytes, count=count)
-    except ConfigError as exc:
-        log.warning("local producers send batches over the socket: %s", exc)
-        return None
-
-
-def _release(
-    dispatcher: Dispatcher,
-    local: LocalProducers | None,
-    folders: tuple[str, ...],
-    metrics: MetricsServer | None = None,
-    *,
-    slots: SlotPool | None = None,
-) -> None:
-    """Stop everything a FeedSequence started (run by close(), garbage collection or exit)."""
-    if metrics is not None:
-        metrics.close()
-    try:
-        if local is not None:
-            local.close()
-    finally:
-        dispatcher.close()
-        if slots is not None:
-            slots.close()
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)

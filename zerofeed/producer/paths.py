@@ -15,9 +15,11 @@ _MAX_FOLDERS = 4096
 class SampleLocator:
     """Resolves manifest paths against an optional data root.
 
-    With a root, relative paths resolve inside it and any path that resolves outside it (``..``,
-    an absolute path elsewhere, a symlink pointing out) is refused without being read. Without a
-    root, absolute paths are used as they are and relative ones resolve against the working folder.
+    With a root, relative paths resolve inside it, absolute paths are taken as they are, and any
+    path whose real location (symlinks followed) is outside the root (``..``, an absolute path
+    elsewhere, a symlink pointing out) is refused without being read; the error names that
+    resolved location and the root. Without a root, absolute paths are used as they are and
+    relative ones resolve against the working folder.
     """
 
     def __init__(self, data_root: Path | None) -> None:
@@ -34,7 +36,8 @@ class SampleLocator:
                 path,
                 "outside_root",
                 f"resolves to {str(resolved)!r}, outside the producer's data root "
-                f"{str(self._root)!r}",
+                f"{str(self._root)!r}; start this producer with a --data-root that contains "
+                "it, or keep the manifest's paths inside the data root",
             )
         return Path(resolved)
 

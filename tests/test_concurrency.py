@@ -1,0 +1,90 @@
+"""No hang from the consumer's own side: monitors read a live feed while training crosses epochs.
+
+A training thread crosses hundreds of epoch boundaries (as Keras does: on_epoch_begin, every
+batch, on_epoch_end) while other threads read ``stats`` (as FeedMonitor does), scrape the
+Prometheus endpoint and ask ``zerofeed status``, all against real producer processes and sockets.
+Before the engine's lock discipline, ``stats`` took the dispatcher's lock and then the feed's,
+epoch moves the other way round, and this test hung within seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ID_SIZE, write_id_dataset
+from zerofeed.consumer import FeedSequence
+from zerofeed.status import ask
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+EPOCHS = 300
+
+
+def test_monitors_reading_a_feed_never_block_training(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    manifest = write_id_dataset(tmp_path, 16)
+    with FeedSequence(
+        manifest,
+        batch_size=8,
+        image_size=ID_SIZE,
+        seed=1,
+        local_producers=1,
+        bind="tcp://127.0.0.1:0",
+        metrics_port=0,
+        timeout=30,
+    ) as seq:
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        reads = {"stats": 0, "metrics": 0, "status": 0}
+
+        def forever(name: str, read: object) -> None:
+            try:
+                while not stop.is_set():
+                    read()  # type: ignore[operator]
+                    reads[name] += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        def scrape() -> None:
+            url = f"http://127.0.0.1:{seq.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if b"zerofeed_epoch" not in response.read():
+                    raise AssertionError("no zerofeed_epoch metric")
+
+        def train() -> None:
+            try:
+                for _ in range(EPOCHS):
+                    seq.on_epoch_begin()
+                    for index in range(len(seq)):
+                        seq[index]
+                    seq.on_epoch_end()
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [
+            threading.Thread(target=forever, args=("stats", lambda: seq.stats), daemon=True),
+            threading.Thread(target=forever, args=("stats", lambda: seq.stats), daemon=True),
+            threading.Thread(target=forever, args=("metrics", scrape), daemon=True),
+            threading.Thread(
+                target=forever,
+                args=("status", lambda: ask(seq.endpoint.replace("0.0.0.0", "127.0.0.1"))),
+                daemon=True,
+            ),
+        ]
+        trainer = threading.Thread(target=train, daemon=True)
+        for thread in [*readers, trainer]:
+            thread.start()
+        trainer.join(timeout=180)
+        hung = trainer.is_alive()
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=15)
+        assert not hung, f"training hung after {seq.epoch} epochs (reads: {reads})"
+        assert not errors, errors
+        assert not any(reader.is_alive() for reader in readers), "a monitor hung"
+        assert seq.epoch == EPOCHS
+        assert min(reads.values()) > 0, reads

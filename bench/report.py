@@ -13,7 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.rows import ROWS
-from bench.targets import MEMORY_LIMIT_BYTES, MiB, Target, consumer_peak, extra_above_keras
+from bench.targets import (
+    MEMORY_LIMIT_BYTES,
+    MiB,
+    Target,
+    consumer_peak,
+    extra_above_keras,
+    fit_cost_ms,
+)
 
 __all__ = ["markdown", "write_chart", "write_outputs"]
 
@@ -91,10 +98,29 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"Physical limit of zerofeed's per-image work: {cores} cores x {raw:.0f} img/s = "
             f"{cores * raw:.0f} img/s."
         )
-    lines += _end_stalls(rows) + _contention(rows)
+    lines += _fit_costs(rows) + _end_stalls(rows) + _contention(rows)
     lines += ["", "## Targets", ""]
     lines += [_target_line(Target(**t)) for t in report["targets"]]
     return "\n".join(lines) + "\n"
+
+
+def _fit_costs(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What each fit row's input pipeline costs the training process, per batch."""
+    model = rows.get("model_alone", {}).get("cpu_ms_per_batch")
+    if model is None:
+        return []
+    costs = []
+    for key in ("zerofeed_fit", "tfdata_fused_fit"):
+        cpu = rows.get(key, {}).get("cpu_ms_per_batch")
+        if cpu is not None:
+            costs.append(f"{key} {cpu - model:+.2f} ms ({cpu:.2f} - {model:.2f})")
+    zerofeed = fit_cost_ms(rows)
+    if not costs or zerofeed is None:
+        return []
+    return [
+        "Trainer CPU per batch under `fit`, minus the model alone on one cached batch (what the "
+        "input pipeline costs the training process): " + ", ".join(costs) + "."
+    ]
 
 
 def _end_stalls(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -29,7 +29,7 @@ class Row:
     work: str
     runner: str  # "module:function"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    kind: str = "throughput"  # or "raw" (single core), "memory" (4x data), "baseline"
+    kind: str = "throughput"  # or "raw" (single core), "memory" (4x data), "baseline", "model"
 
     def run(self, cfg: RunConfig) -> dict[str, object]:
         """Import the runner and call it (in the row's subprocess)."""
@@ -62,6 +62,23 @@ ROWS: tuple[Row, ...] = (
         _CROP + "; only the crop window is decoded",
         "bench.pipelines.tfdata:run_tfdata",
         {"fused": True, "antialias": False},
+    ),
+    Row(
+        "tfdata_fused_fit",
+        "tf.data decode_and_crop_jpeg, model.fit",
+        "not antialiased, fused",
+        "as tfdata_fused, plus the same trivial model's training step as zerofeed_fit",
+        "bench.pipelines.tfdata:run_tfdata_fit",
+        {"fused": True, "antialias": False},
+    ),
+    Row(
+        "model_alone",
+        "the trivial model alone, model.fit on one cached batch",
+        "-",
+        "no input pipeline: tf.data from_tensors(one batch).repeat(); the fit rows' training "
+        "step alone (its CPU per batch is what the fit rows' figures are compared with)",
+        "bench.pipelines.fit:run_model_alone",
+        kind="model",
     ),
     Row(
         "tfdata",

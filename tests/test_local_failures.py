@@ -38,6 +38,23 @@ def test_producers_that_exit_at_start_fail_getitem_with_their_message(tmp_path: 
         assert "local producer process" in str(caught.value)
 
 
+def test_local_workers_that_crash_loop_at_start_fail_getitem_within_seconds(tmp_path: Path) -> None:
+    manifest = write_id_dataset(tmp_path, 8)
+    with FeedSequence(
+        manifest,
+        batch_size=4,
+        image_size=ID_SIZE,
+        augment={"custom": {"invert": {}}},
+        plugins=["tests.plugin_worker_crash"],
+        local_producers=1,
+    ) as seq:  # no timeout: the failure must not wait for one
+        started = time.monotonic()
+        with pytest.raises(ProducerLostError, match="keeps crashing at start") as caught:
+            seq[0]
+        assert time.monotonic() - started < 30
+        assert "refuses to load in a worker process" in str(caught.value)
+
+
 def test_a_killed_local_producer_process_fails_the_feed_at_once(tmp_path: Path) -> None:
     manifest = write_id_dataset(tmp_path, 64)
     with FeedSequence(manifest, batch_size=4, image_size=ID_SIZE, local_producers=1) as seq:

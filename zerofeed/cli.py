@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from zerofeed import __version__
+
 __all__ = ["main"]
 
 _USAGE = """usage: zerofeed COMMAND [options]
@@ -14,6 +16,10 @@ commands:
   sample-data   write a small sample image dataset (zerofeed sample-data --help)
   status        the live state of a running consumer (zerofeed status ENDPOINT)
   keys          make CURVE key pairs for authenticated, encrypted feeds (zerofeed keys --help)
+
+options:
+  -h, --help    show this message
+  --version     print zerofeed's version
 """
 
 
@@ -21,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand; imports only what that subcommand needs."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else ""
+    if command in ("--version", "-V"):
+        sys.stdout.write(f"zerofeed {__version__}\n")
+        return 0
     if command == "producer":
         from zerofeed.producer.cli import main as producer_main
 

@@ -6,11 +6,13 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
-from bench.config import IMAGE_SIZE
+from bench.config import BATCH_SIZE, IMAGE_SIZE, RunConfig
 from bench.measure import EpochTimes, sys_time
+from bench.pipelines.manifest import read_manifest
 
-__all__ = ["EpochTimer", "fit_epochs", "trivial_model"]
+__all__ = ["EpochTimer", "fit_epochs", "run_model_alone", "trivial_model"]
 
 
 def trivial_model(classes: int = 10) -> keras.Model:
@@ -65,3 +67,22 @@ def fit_epochs(data: Any, *, images: int, warmup: int, runs: int) -> dict[str, o
     timed = EpochTimes(*(values[warmup:] for values in vars(timer.epochs).values()))
     steps = sorted(s for epoch in timer.step_seconds[warmup:] for s in epoch)
     return {**timed.summary(), "median_step_ms": 1000 * steps[len(steps) // 2]}
+
+
+def run_model_alone(cfg: RunConfig) -> dict[str, object]:
+    """The fit rows' model and steps with no input pipeline: one cached batch, repeated.
+
+    Its CPU per batch is the training step's own; a fit row's figure minus this one is what its
+    input pipeline costs the training process.
+    """
+    import tensorflow as tf
+
+    images = len(read_manifest(cfg.manifest_path)[0])
+    steps = -(-images // BATCH_SIZE)
+    rng = np.random.default_rng(cfg.seed)
+    batch = (
+        rng.integers(0, 256, (BATCH_SIZE, *IMAGE_SIZE, 3), dtype=np.uint8),
+        rng.integers(0, 10, BATCH_SIZE).astype(np.int32),
+    )
+    data = tf.data.Dataset.from_tensors(batch).repeat(steps)
+    return fit_epochs(data, images=steps * BATCH_SIZE, warmup=cfg.warmup, runs=cfg.runs)

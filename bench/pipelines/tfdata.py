@@ -14,9 +14,10 @@ import tensorflow as tf
 
 from bench.config import BATCH_SIZE, CROP_RATIO, CROP_SCALE, IMAGE_SIZE, RunConfig
 from bench.measure import timed_epochs
+from bench.pipelines.fit import fit_epochs
 from bench.pipelines.manifest import read_manifest
 
-__all__ = ["build_dataset", "run_tfdata"]
+__all__ = ["build_dataset", "run_tfdata", "run_tfdata_fit"]
 
 _WHOLE_IMAGE = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
@@ -78,3 +79,10 @@ def run_tfdata(cfg: RunConfig, *, fused: bool, antialias: bool) -> dict[str, obj
         return images, batches, last
 
     return timed_epochs(epoch, warmup=cfg.warmup, runs=cfg.runs).summary()
+
+
+def run_tfdata_fit(cfg: RunConfig, *, fused: bool, antialias: bool) -> dict[str, object]:
+    """``model.fit(dataset)`` of the trivial model, the same model as the ``zerofeed_fit`` row."""
+    paths, _ = read_manifest(cfg.manifest_path)
+    dataset = build_dataset(cfg, fused=fused, antialias=antialias)
+    return fit_epochs(dataset, images=len(paths), warmup=cfg.warmup, runs=cfg.runs)

@@ -172,7 +172,7 @@ def encode(message: Message) -> list[Any]:
                 "size": list(message.image_size),
                 "dtype": message.dtype,
                 "augment": message.augment,
-                "samples": [list(s) for s in message.samples],
+                "samples": message.samples,  # msgpack writes tuples as arrays
             }
             if message.slot is not None:
                 header["slot"] = message.slot

@@ -319,6 +319,8 @@ class Dispatcher:
 
     def _receive_burst(self) -> None:
         for _ in range(_RECV_BURST):
+            if not int(self._socket.get(zmq.EVENTS)) & zmq.POLLIN:
+                return  # cheaper than the zmq.Again a receive would raise
             try:
                 identity, *frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -97,6 +97,7 @@ class BatchRecipe:
     ) -> Task:
         """The task that makes batch ``batch`` of ``epoch`` from manifest ``rows``."""
         paths = self.manifest.producer_paths
+        indices = rows.tolist()
         return Task(
             task_id=task_id,
             epoch=epoch,
@@ -105,7 +106,7 @@ class BatchRecipe:
             image_size=self.image_size,
             dtype=self.dtype,
             augment=self.augment,
-            samples=tuple((row, paths[row]) for row in rows.tolist()),
+            samples=tuple(zip(indices, [paths[row] for row in indices], strict=True)),
             slot=slot,
         )
 

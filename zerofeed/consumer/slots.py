@@ -13,6 +13,7 @@ mode 0600, unlinked on close).
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import pathlib
 import re
@@ -108,7 +109,7 @@ class SlotPool:
     ) -> np.ndarray:
         """The first ``count`` images in ``slot``, as an array that frees the slot when the
         last array over this memory is garbage-collected."""
-        nbytes = count * int(np.prod(image_shape)) * dtype.itemsize
+        nbytes = count * math.prod(image_shape) * dtype.itemsize
         buffer = self._file.buffer(slot, nbytes)
         weakref.finalize(buffer, self.release, slot)
         return np.frombuffer(memoryview(buffer), dtype=dtype).reshape((count, *image_shape))

@@ -165,15 +165,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
     try:
         config = config_from_args(args)
-        if config.server_key is not None and config.secret_key is not None:
-            from zerofeed.common.curve import load_public, load_secret
-
-            load_public(config.server_key)  # fail here, once, with a clear message
-            load_secret(config.secret_key)
-        if config.plugins:
-            from zerofeed.producer.plugins import load_plugins
-
-            load_plugins(config.plugins)  # fail here, once, rather than in every worker
     except ConfigError as exc:
         parser.error(str(exc))
+    # The supervisor loads plugins and key files once before any worker starts: a mistake
+    # there is one clear error and a non-zero exit, not workers restarted for ever.
     return Supervisor(config).run()

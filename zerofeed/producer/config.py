@@ -23,6 +23,8 @@ class ProducerConfig:
         prefetch: tasks a worker holds at once (one in progress, the rest queued).
         heartbeat_interval: seconds between heartbeats to the consumer.
         reconnect_after: seconds without a word from the consumer before reconnecting.
+        silence_warning: seconds a connection waits for the consumer's ``WELCOME`` before the
+            worker logs why none came (nothing listening, a failed handshake, a silent peer).
         sample_timeout: seconds one sample may take before it is reported as a bad sample
             (kind ``"timeout"``); 0 turns the limit off.
         max_pixels: images with more pixels are refused (kind ``"too_large"``), before decoding:
@@ -48,6 +50,7 @@ class ProducerConfig:
     prefetch: int = 2
     heartbeat_interval: float = 1.0
     reconnect_after: float = 10.0
+    silence_warning: float = 5.0
     sample_timeout: float = 30.0
     max_pixels: int = 89_478_485
     server_key: Path | None = None

@@ -4,6 +4,12 @@ Signals: SIGTERM and SIGINT ask for a graceful stop (workers finish the batch in
 queued tasks with ``BYE`` and exit); after ``grace`` seconds stragglers are killed. Workers ignore SIGINT, so
 a Ctrl-C in a terminal reaches them only through the supervisor. With ``exit_with_parent`` the
 supervisor also stops when its standard input closes, i.e. when the process that started it is gone.
+
+A producer that cannot work says so and exits instead of restarting workers for ever: plugin modules
+and key files are loaded once before any worker starts (a failure exits with
+:data:`EXIT_CONFIG_ERROR`), and a worker that exits non-zero within a few seconds of its start
+:data:`_CRASH_LOOP_LIMIT` times in a row stops the producer (:data:`EXIT_CRASH_LOOP`). A worker that
+ran a while and then died is restarted with a backoff, as before.
 """
 
 from __future__ import annotations
@@ -17,31 +23,44 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from zerofeed.common.errors import ConfigError
 from zerofeed.producer.config import ProducerConfig
 
-__all__ = ["Supervisor", "worker_main"]
+if TYPE_CHECKING:
+    from zerofeed.common.metrics import MetricsServer
+    from zerofeed.producer.worker import Worker
+
+__all__ = ["EXIT_CONFIG_ERROR", "EXIT_CRASH_LOOP", "Supervisor", "worker_main"]
 
 log = logging.getLogger("zerofeed.producer")
 
+EXIT_CONFIG_ERROR = 2
+"""Exit code: the producer could not start (a plugin that does not import, an unreadable key)."""
+EXIT_CRASH_LOOP = 3
+"""Exit code: a worker crashed within seconds of starting, again and again."""
+
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+_QUICK_EXIT_SECONDS = 5.0  # a worker that fails sooner after its start "crashed at start"
+_CRASH_LOOP_LIMIT = 3  # quick crashes in a row of one worker that stop the producer
+_WATCH_SECONDS = 0.5
 
 
 def worker_main(
     config: ProducerConfig, name: str, stop: Any, log_level: int, index: int = 0
 ) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process.
+
+    A worker that cannot start (a plugin, key or metrics port it cannot use) logs why and exits
+    with :data:`EXIT_CONFIG_ERROR`; the supervisor restarts it, and stops if that keeps happening.
+    """
     # Imported here so that the supervisor itself stays light.
     from PIL import Image
-
-    from zerofeed.producer.batch import BatchMaker
-    from zerofeed.producer.paths import SampleLocator
-    from zerofeed.producer.plugins import load_plugins
-    from zerofeed.producer.worker import Worker
 
     logging.basicConfig(level=log_level, format=_LOG_FORMAT, stream=sys.stderr)
     Image.MAX_IMAGE_PIXELS = config.max_pixels  # Pillow's process-wide decompression-bomb limit
@@ -50,9 +69,39 @@ def worker_main(
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     report_requested = threading.Event()
     signal.signal(signal.SIGUSR1, lambda *_: report_requested.set())
+    try:
+        worker = _make_worker(
+            config,
+            name,
+            should_stop=lambda: terminated.is_set() or stop.is_set(),
+            report_requested=report_requested,
+        )
+        metrics = _serve_metrics(config, index, worker)
+    except ConfigError as exc:  # said once, plainly; the supervisor decides whether to retry
+        log.error("worker %s cannot start: %s", name, exc)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
+    try:
+        worker.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _make_worker(
+    config: ProducerConfig,
+    name: str,
+    *,
+    should_stop: Callable[[], bool],
+    report_requested: threading.Event,
+) -> Worker:
+    from zerofeed.producer.batch import BatchMaker
+    from zerofeed.producer.paths import SampleLocator
+    from zerofeed.producer.plugins import load_plugins
+    from zerofeed.producer.worker import Worker
+
     transforms = load_plugins(config.plugins)
     parent = multiprocessing.parent_process()
-    worker = Worker(
+    return Worker(
         config,
         name=name,
         maker=BatchMaker(
@@ -61,20 +110,19 @@ def worker_main(
             sample_timeout=config.sample_timeout or None,
         ),
         transforms=tuple(sorted(transforms)),
-        should_stop=lambda: terminated.is_set() or stop.is_set(),
+        should_stop=should_stop,
         parent_sentinel=parent.sentinel if parent is not None else None,
         report_requested=report_requested,
     )
-    metrics = None
-    if config.metrics_port is not None:
-        from zerofeed.common.metrics import MetricsServer
 
-        metrics = MetricsServer(config.metrics_port + index, worker.report.metrics)
-    try:
-        worker.run()
-    finally:
-        if metrics is not None:
-            metrics.close()
+
+def _serve_metrics(config: ProducerConfig, index: int, worker: Worker) -> MetricsServer | None:
+    """Worker ``index``'s metrics server (on ``metrics_port + index``), or None without one."""
+    if config.metrics_port is None:
+        return None
+    from zerofeed.common.metrics import MetricsServer
+
+    return MetricsServer(config.metrics_port + index, worker.report.metrics)
 
 
 _LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
@@ -82,14 +130,25 @@ _LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
 @dataclass
 class _Slot:
+    """One worker position: the process serving it now (None while a restart waits)."""
+
     name: str
-    process: BaseProcess
-    restarts: int = 0
-    started: float = field(default_factory=time.monotonic)
+    index: int
+    process: BaseProcess | None = None
+    started: float = 0.0
+    restarts: int = 0  # restarts in a row of a worker that ran under a minute: the backoff step
+    quick_crashes: int = 0  # non-zero exits in a row, each within _QUICK_EXIT_SECONDS of starting
+    restart_at: float | None = None
 
 
 class Supervisor:
-    """Runs ``config.workers`` worker processes until asked to stop."""
+    """Runs ``config.workers`` worker processes until asked to stop.
+
+    Before starting any worker it checks what every worker would fail on (the plugin modules, the
+    CURVE key files); a worker that keeps crashing at start stops the whole producer. Either way
+    :meth:`run` logs why at ERROR and returns non-zero (:data:`EXIT_CONFIG_ERROR`,
+    :data:`EXIT_CRASH_LOOP`) instead of restarting workers that cannot work.
+    """
 
     def __init__(self, config: ProducerConfig, *, grace: float = 10.0) -> None:
         self._config = config
@@ -102,21 +161,45 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the workers and supervise them; returns the process exit code."""
+        try:
+            _preflight(self._config)
+        except ConfigError as exc:
+            log.error("producer cannot start: %s", exc)
+            return EXIT_CONFIG_ERROR
         self._install_signal_handlers()
         if self._config.exit_with_parent:
             threading.Thread(target=self._watch_stdin, name="parent-watch", daemon=True).start()
         log.info(
             "producer starting %d worker(s) for %s", self._config.workers, self._config.endpoint
         )
-        slots = [self._start(name) for name in self._names]
+        slots = [_Slot(name=name, index=index) for index, name in enumerate(self._names)]
         try:
-            while not self._stopping.is_set() and slots:
-                sentinels = [slot.process.sentinel for slot in slots]
-                multiprocessing.connection.wait(sentinels, timeout=0.5)
-                slots = [kept for slot in slots if (kept := self._check(slot)) is not None]
+            for slot in slots:
+                self._start(slot)
+            return self._supervise(slots)
         finally:
             self._shutdown(slots)
+
+    def _supervise(self, slots: list[_Slot]) -> int:
+        """Watch the workers until a stop is asked for (0) or one keeps crashing at start."""
+        while not self._stopping.is_set():
+            self._wait(slots)
+            for slot in slots:
+                code = self._check(slot)
+                if code is not None:
+                    return code
         return 0
+
+    def _wait(self, slots: list[_Slot]) -> None:
+        """Until a worker exits, a restart is due, or half a second has passed."""
+        now = time.monotonic()
+        due = [slot.restart_at - now for slot in slots if slot.restart_at is not None]
+        timeout = max(0.0, min([_WATCH_SECONDS, *due]))
+        sentinels = [slot.process.sentinel for slot in slots if slot.process is not None]
+        if sentinels:
+            multiprocessing.connection.wait(sentinels, timeout=timeout)
+        else:
+            self._stopping.wait(timeout)
 
     def stop(self) -> None:
         """Ask for a graceful stop (thread-safe; used by signal handlers and tests)."""
@@ -146,52 +229,93 @@ class Supervisor:
         log.info("producer's parent is gone; stopping")
         self.stop()
 
-    def _start(self, name: str, restarts: int = 0) -> _Slot:
+    def _start(self, slot: _Slot) -> None:
         process = self._context.Process(
             target=worker_main,
-            args=(self._config, name, self._stop, log.getEffectiveLevel(), self._names.index(name)),
-            name=name,
+            args=(self._config, slot.name, self._stop, log.getEffectiveLevel(), slot.index),
+            name=slot.name,
             daemon=True,
         )
         process.start()
-        return _Slot(name=name, process=process, restarts=restarts)
+        slot.process = process
+        slot.started = time.monotonic()
+        slot.restart_at = None
 
-    def _check(self, slot: _Slot) -> _Slot | None:
-        """The slot as it should be now: unchanged while its worker runs, None once the worker
-        ended on purpose (its consumer gone, ``--exit-with-consumer``: then all stop), else a
-        restarted one."""
-        if slot.process.is_alive() or self._stopping.is_set():
-            return slot
-        if self._config.exit_with_consumer and slot.process.exitcode == 0:
+    def _check(self, slot: _Slot) -> int | None:
+        """Bring ``slot`` up to date: start a restart that is due, or note a worker that ended.
+
+        Returns the producer's exit code when it should stop (its consumer gone, with
+        ``--exit-with-consumer``; a worker crashing at start), else None."""
+        now = time.monotonic()
+        if slot.restart_at is not None:
+            if now >= slot.restart_at and not self._stopping.is_set():
+                self._start(slot)
+            return None
+        process = slot.process
+        if process is None or process.is_alive() or self._stopping.is_set():
+            return None
+        code = process.exitcode
+        uptime = now - slot.started
+        slot.process = None
+        process.close()
+        if self._config.exit_with_consumer and code == 0:
             # The consumer this producer served is gone: the other workers stop too, including
             # one that started too late to meet it (it would wait for the next consumer).
             log.info("worker %s saw its consumer go; stopping the producer", slot.name)
             self.stop()
-            return None
-        uptime = time.monotonic() - slot.started
-        restarts = 0 if uptime > 60 else slot.restarts + 1
-        delay = _RESTART_BACKOFF[min(restarts, len(_RESTART_BACKOFF) - 1)]
+            return 0
+        slot.quick_crashes = slot.quick_crashes + 1 if code and uptime < _QUICK_EXIT_SECONDS else 0
+        if slot.quick_crashes >= _CRASH_LOOP_LIMIT:
+            log.error(
+                "worker %s keeps crashing at start: it exited with code %s %d times in a row, "
+                "each within %.0f s of starting; stopping the producer instead of restarting it "
+                "again. The worker's own error is logged above: fix that and start the producer "
+                "again.",
+                slot.name,
+                code,
+                slot.quick_crashes,
+                _QUICK_EXIT_SECONDS,
+            )
+            return EXIT_CRASH_LOOP
+        slot.restarts = 0 if uptime > 60 else slot.restarts + 1
+        delay = _RESTART_BACKOFF[min(slot.restarts, len(_RESTART_BACKOFF) - 1)]
         log.error(
             "worker %s exited with code %s after %.1f s; restarting in %.1f s",
             slot.name,
-            slot.process.exitcode,
+            code,
             uptime,
             delay,
         )
-        if self._stopping.wait(delay):
-            return slot
-        return self._start(slot.name, restarts)
+        slot.restart_at = now + delay
+        return None
 
     def _shutdown(self, slots: list[_Slot]) -> None:
         self._stop.set()
+        running = [(slot.name, slot.process) for slot in slots if slot.process is not None]
         deadline = time.monotonic() + self._grace
-        for slot in slots:
-            slot.process.join(max(0.0, deadline - time.monotonic()))
-        for slot in slots:
-            if slot.process.is_alive():
-                log.warning(
-                    "worker %s did not stop within %.0f s; killing it", slot.name, self._grace
-                )
-                slot.process.kill()
-                slot.process.join()
+        for _, process in running:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for name, process in running:
+            if process.is_alive():
+                log.warning("worker %s did not stop within %.0f s; killing it", name, self._grace)
+                process.kill()
+                process.join()
         log.info("producer stopped")
+
+
+def _preflight(config: ProducerConfig) -> None:
+    """Load what every worker loads at start, once, so that a mistake is one clear error.
+
+    Raises:
+        ConfigError: a plugin module does not import or is malformed, or a CURVE key file
+            cannot be read.
+    """
+    if config.server_key is not None and config.secret_key is not None:
+        from zerofeed.common.curve import load_public, load_secret
+
+        load_public(config.server_key)
+        load_secret(config.secret_key)
+    if config.plugins:
+        from zerofeed.producer.plugins import load_plugins
+
+        load_plugins(config.plugins)

@@ -2,7 +2,9 @@
 
 Work happens on the main thread; a small heartbeat thread tells the consumer the process is alive
 even while one sample takes long (a sample that hangs is cut off by the per-sample timeout, see
-:mod:`zerofeed.producer.batch`). Both threads use the socket only under one lock. It (re)announces itself with ``HELLO`` whenever it connects, and
+:mod:`zerofeed.producer.batch`). Both threads use the socket only under one lock; the socket's
+monitor (:class:`~zerofeed.producer.link.LinkWatch`, which says why no consumer answers) is the
+main thread's alone. A worker (re)announces itself with ``HELLO`` whenever it connects, and
 reconnects when the consumer has been silent too long: a restarted consumer is found again.
 """
 
@@ -35,6 +37,7 @@ from zerofeed.common.protocol import (
 from zerofeed.common.slots import SlotFile
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.link import LinkWatch
 from zerofeed.producer.report import ProducerReport
 
 __all__ = ["Worker"]
@@ -142,6 +145,13 @@ class _Connection:
         self._last_sent = 0.0
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._link = LinkWatch(
+            self._socket,
+            endpoint=self._config.endpoint,
+            name=worker._name,
+            curve=worker._curve is not None,
+            warn_after=self._config.silence_warning,
+        )
 
     def serve(self) -> bool:
         """Serve this connection; True if a consumer welcomed us and then went silent."""
@@ -153,6 +163,7 @@ class _Connection:
             self._send(self._worker.hello())
             while not self._worker._stopping():
                 self._receive(timeout=0 if self._pending else _POLL_SECONDS)
+                self._link.check(welcomed=self._session is not None)
                 if self._silent_too_long():
                     return self._session is not None
                 if self._pending:
@@ -165,6 +176,7 @@ class _Connection:
             self._closing.set()
             if heartbeats.is_alive():
                 heartbeats.join()
+            self._link.close()
             self._socket.close(linger=linger)
 
     def _beat(self) -> None:
@@ -247,7 +259,8 @@ class _Connection:
                 self._socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
                 self._last_sent = time.monotonic()
         except zmq.Again:
-            log.warning("%s: consumer is not reading; dropped a message", self._worker._name)
+            if self._session is not None:  # before a WELCOME, LinkWatch says what is wrong
+                log.warning("%s: consumer is not reading; dropped a message", self._worker._name)
 
 
 def _map_slots(slots: tuple[Path, int, int] | None, name: str) -> SlotFile | None:

@@ -1,0 +1,185 @@
+"""A producer that cannot work, or cannot reach its consumer, says why within seconds.
+
+Real `zerofeed producer` processes for the start-up failures; a real :class:`Worker` on real
+sockets for what the link tells it (a silent peer, a CURVE trainer reached without keys, a wrong
+server key, a key the trainer does not authorise).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import zmq
+
+import zerofeed
+from tests.conftest import remote_feed
+from zerofeed.cli import main as zerofeed_main
+from zerofeed.common.plugins import load_plugins
+from zerofeed.producer.batch import BatchMaker
+from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.paths import SampleLocator
+from zerofeed.producer.supervisor import EXIT_CONFIG_ERROR, EXIT_CRASH_LOOP
+from zerofeed.producer.worker import Worker
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_comes_from_the_one_source(capsys) -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert zerofeed.__version__ == declared
+    assert zerofeed_main(["--version"]) == 0
+    assert capsys.readouterr().out == f"zerofeed {declared}\n"
+
+
+def _producer(*options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "zerofeed", "producer", "--connect", "tcp://127.0.0.1:9"]
+    return subprocess.run(
+        [*command, *options], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_plugin_that_does_not_import_stops_the_producer_before_any_worker() -> None:
+    started = time.monotonic()
+    done = _producer("--plugin", "no_such_plugin_module", "--workers", "2")
+    assert done.returncode == EXIT_CONFIG_ERROR
+    assert "producer cannot start" in done.stderr
+    assert "no_such_plugin_module" in done.stderr
+    assert "worker" not in done.stderr.split("producer cannot start")[0]  # no worker started
+    assert time.monotonic() - started < 30
+
+
+def test_workers_that_crash_at_start_stop_the_producer_with_their_reason() -> None:
+    # A port already taken: every worker fails to serve its metrics the moment it starts.
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _producer("--metrics-port", str(port))
+    assert done.returncode == EXIT_CRASH_LOOP, done.stderr[-2000:]
+    assert f"cannot serve metrics on port {port}" in done.stderr
+    assert "keeps crashing at start" in done.stderr
+    assert done.stderr.count("restarting in") == 2  # three quick crashes, then it stops
+
+
+# -- what a worker says about its link --------------------------------------------------------
+
+
+@contextmanager
+def running_worker(endpoint: str, **settings: object) -> Iterator[Worker]:
+    """A real worker serving ``endpoint`` on a thread of this process, stopped on exit."""
+    config = ProducerConfig(endpoint=endpoint, silence_warning=0.5, **settings)  # type: ignore[arg-type]
+    stop = threading.Event()
+    worker = Worker(
+        config,
+        name="probe",
+        maker=BatchMaker(locator=SampleLocator(None), transforms=load_plugins(())),
+        transforms=(),
+        should_stop=stop.is_set,
+    )
+    thread = threading.Thread(target=worker.run, name="probe-worker")
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        if thread.is_alive():
+            raise RuntimeError("the worker did not stop")
+
+
+def wait_for_log(caplog, pattern: str, *, within: float = 8.0) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if re.search(pattern, record.getMessage()):
+                return record.getMessage()
+        time.sleep(0.05)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    raise AssertionError(f"no log line matching {pattern!r} within {within} s; logged:\n{logged}")
+
+
+def test_nothing_listening_is_said_after_a_few_seconds(caplog) -> None:
+    caplog.set_level(logging.WARNING, "zerofeed.producer")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    with running_worker(f"tcp://127.0.0.1:{port}"):
+        message = wait_for_log(caplog, "no consumer has answered")
+    assert "nothing accepts connections there" in message
+    assert "not reading" not in caplog.text
+
+
+def test_a_peer_that_never_answers_hello_is_named(caplog) -> None:
+    caplog.set_level(logging.WARNING, "zerofeed.producer")
+    context = zmq.Context()
+    silent = context.socket(zmq.ROUTER)
+    try:
+        port = silent.bind_to_random_port("tcp://127.0.0.1")
+        with running_worker(f"tcp://127.0.0.1:{port}"):
+            message = wait_for_log(caplog, "no consumer has answered")
+        assert "nothing answered this producer's HELLO" in message
+    finally:
+        context.destroy(linger=0)
+
+
+@pytest.fixture
+def trainer_keys(tmp_path: Path) -> dict[str, Path]:
+    folders = {name: tmp_path / name for name in ("trainer", "producers", "strangers")}
+    for folder in folders.values():
+        assert zerofeed_main(["keys", "generate", str(folder)]) == 0
+    return folders
+
+
+def test_key_less_producer_against_a_curve_trainer_is_told_its_handshake_fails(
+    id_dataset: Path, trainer_keys: dict[str, Path], caplog
+) -> None:
+    caplog.set_level(logging.WARNING, "zerofeed.producer")
+    secret = trainer_keys["trainer"] / "zerofeed.key_secret"
+    with (
+        remote_feed(
+            id_dataset, server_secret_key=secret, authorized_keys=trainer_keys["producers"]
+        ) as feed,
+        running_worker(feed.endpoint),
+    ):
+        message = wait_for_log(caplog, "consumer requires CURVE", within=5)
+    assert "handshake with the consumer" in message and "--server-key" in message
+    assert "not reading" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("server", "client", "expected"),
+    [
+        ("strangers", "producers", "is --server-key the public key"),  # wrong server key
+        ("trainer", "strangers", "refused this producer's CURVE key"),  # not authorised
+    ],
+)
+def test_a_curve_producer_with_the_wrong_keys_is_told_which(
+    id_dataset: Path, trainer_keys: dict[str, Path], caplog, server: str, client: str, expected: str
+) -> None:
+    caplog.set_level(logging.WARNING, "zerofeed.producer")
+    secret = trainer_keys["trainer"] / "zerofeed.key_secret"
+    with (
+        remote_feed(
+            id_dataset, server_secret_key=secret, authorized_keys=trainer_keys["producers"]
+        ) as feed,
+        running_worker(
+            feed.endpoint,
+            server_key=trainer_keys[server] / "zerofeed.key",
+            secret_key=trainer_keys[client] / "zerofeed.key_secret",
+        ),
+    ):
+        message = wait_for_log(caplog, re.escape(expected), within=5)
+    assert "handshake with the consumer" in message

@@ -84,7 +84,7 @@ def evaluate(results: Results, cores: int) -> list[Target]:
         _share_target(zf, _rate(results, "raw"), cores),
         _cpu_target(results.get("zerofeed", {}).get("cpu_ms_per_batch")),
         _fit_cost_target(results),
-        _fit_share_target(_rate(results, "zerofeed_fit"), zf),
+        _fit_share_target(results, cores),
         _ratio_target(
             "through fit: vs tf.data fused through fit",
             _rate(results, "zerofeed_fit"),
@@ -132,12 +132,22 @@ def _fit_cost_target(results: Results) -> Target:
     return Target(name, "<= 2 ms", measured, cost <= 2.0)
 
 
-def _fit_share_target(fit: float | None, loop: float | None) -> Target:
+def _fit_share_target(results: Results, cores: int) -> Target:
     name = "fit throughput, share of the seq[i] loop row"
+    fit, loop = _rate(results, "zerofeed_fit"), _rate(results, "zerofeed")
     if fit is None or loop is None:
         return Target(name, ">= 95 %", "n/a", None)
     share = fit / loop
     measured = f"{100 * share:.0f} % ({fit:.0f} of {loop:.0f} img/s)"
+    model = results.get("model_alone", {}).get("cpu_ms_per_batch")
+    if model is not None:
+        # The model's own training step takes its CPU from the producers on the same cores.
+        left = 1 - (fit / BATCH_SIZE) * float(model) / 1000 / cores
+        measured += (
+            f"; the model's own step takes {100 * (1 - left):.0f} % of the {cores} cores, "
+            f"leaving room for {loop * left:.0f} img/s: fit reaches {100 * fit / (loop * left):.0f} "
+            "% of that"
+        )
     return Target(name, ">= 95 %", measured, share >= 0.95)
 
 

@@ -183,3 +183,26 @@ def test_a_curve_producer_with_the_wrong_keys_is_told_which(
     ):
         message = wait_for_log(caplog, re.escape(expected), within=5)
     assert "handshake with the consumer" in message
+
+
+def test_workers_exit_when_their_supervisor_is_sigkilled() -> None:
+    import psutil
+
+    command = [sys.executable, "-m", "zerofeed", "producer", "--connect", "tcp://127.0.0.1:9"]
+    supervisor = subprocess.Popen([*command, "--workers", "2"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        workers: list[psutil.Process] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = [
+                child
+                for child in psutil.Process(supervisor.pid).children()
+                if "spawn_main" in " ".join(child.cmdline())
+            ]
+            time.sleep(0.1)
+        assert len(workers) == 2
+    finally:
+        supervisor.kill()
+        supervisor.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "workers outlived their supervisor's SIGKILL"

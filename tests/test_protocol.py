@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgpack
@@ -14,6 +15,7 @@ from zerofeed.common.errors import ProtocolError
 from zerofeed.common.protocol import (
     DTYPES,
     MAX_HEADER_BYTES,
+    MAX_REASON_CHARS,
     PROTOCOL_VERSION,
     Bye,
     Heartbeat,
@@ -24,6 +26,7 @@ from zerofeed.common.protocol import (
     Task,
     Unknown,
     Welcome,
+    brief,
     decode,
     encode,
 )
@@ -347,7 +350,7 @@ BAD_FIELDS = [
     ("task", "samples", [["0", "a"]]),
     ("task", "samples", [[0, 5]]),
     ("task", "samples", [0, "a"]),
-    ("task", "samples", [[0, "x" * 4097]]),
+    ("task", "samples", [[0, "x" * 65537]]),
     ("task", "samples", {"0": "a"}),
     ("result", "skipped", [[1, "decode"]]),
     ("result", "skipped", [[-1, "decode", "why"]]),
@@ -523,3 +526,25 @@ def test_fuzz_valid_messages_roundtrip(message: Message) -> None:
     decoded = roundtrip(message)
     assert type(decoded) is type(message)
     assert decoded == message
+
+
+def test_any_file_name_crosses_the_wire_intact() -> None:
+    names = ["img/plain.jpg", os.fsdecode(b"img/caf\xe9-\xff.jpg"), "d/" * 3000 + "long.jpg"]
+    task = Task(
+        task_id=1,
+        epoch=0,
+        batch=0,
+        seed=0,
+        image_size=(4, 4),
+        dtype="uint8",
+        augment={},
+        samples=tuple(enumerate(names)),
+    )
+    assert decode(encode(task)) == task  # non-UTF-8 names travel as bytes, come back as str
+
+
+def test_long_reasons_are_cut_short_saying_by_how_much() -> None:
+    reason = brief("x" * 10_000)
+    kept = reason.count("x")
+    assert len(reason) <= MAX_REASON_CHARS and reason.endswith(f"[{10_000 - kept} more characters]")
+    assert brief("short") == "short"

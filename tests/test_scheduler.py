@@ -13,7 +13,7 @@ import pytest
 from zerofeed.common.errors import ProtocolError
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Hello, Result, Skipped
-from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, Scheduler
+from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, ResultMismatch, Scheduler
 
 SHAPE = (2, 2, 3)
 PIXELS = int(np.prod(SHAPE))
@@ -560,3 +560,96 @@ def test_closed_connection_loses_its_producers_at_once() -> None:
     assert scheduler.counters.producers_lost == 1
     assert scheduler.counters.tasks_reissued == len(held_by_a)
     assert scheduler.disconnected(7) == []
+
+
+# --------------------------------------------------------------------------- deadlines, strikes
+
+
+def test_an_overdue_task_goes_to_another_producer_and_the_first_result_wins() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    join(scheduler, A, 1)
+    (stuck,) = scheduler.assign(now=0.0)
+    join(scheduler, B, 1)
+    bound = scheduler.task_bound()
+    assert scheduler.overdue(bound - 1) == []
+    assert scheduler.overdue(bound + 1) == [stuck]
+    (again,) = scheduler.assign(now=bound + 1)
+    assert again.key == stuck.key and again.producer == B  # never back to the stuck one
+    complete(scheduler, again)
+    assert scheduler.take(stuck.key) is not None
+    assert scheduler.result(A, answer(stuck)) is None  # the late twin: dropped, counted
+    assert scheduler.counters.results_duplicate == 1
+    assert scheduler.counters.tasks_overdue == 1
+    assert scheduler.producers[A].free == 1  # its credit came back
+
+
+def test_the_late_producer_may_still_win() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    join(scheduler, A, 1)
+    (slow,) = scheduler.assign(now=0.0)
+    join(scheduler, B, 1)
+    scheduler.overdue(scheduler.task_bound() + 1)
+    (twin,) = scheduler.assign()
+    complete(scheduler, slow)
+    assert scheduler.result(B, answer(twin)) is None
+    assert scheduler.counters.results_duplicate == 1
+    assert scheduler.outstanding == 1  # the one batch, ready: nothing else in flight
+
+
+def test_no_other_producer_no_speculation() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    join(scheduler, A, 2)
+    assert len(scheduler.assign(now=0.0)) == 1
+    assert scheduler.overdue(10_000.0) == []  # re-issuing to the producer that holds it is moot
+
+
+def test_the_task_bound_adapts_to_the_tasks_seen() -> None:
+    scheduler = make_scheduler()
+    join(scheduler, A, 100)
+    assert scheduler.task_bound() == 120.0  # nothing seen yet: the ceiling
+    for lease in scheduler.assign(now=0.0):
+        scheduler.result(A, answer(lease), now=5.0)
+    assert scheduler.task_bound() == 20.0  # four times the median, 5 s
+    fixed = Scheduler(
+        plan_for=lambda epoch: EpochPlan(num_samples=4, batch_size=2, seed=0, epoch=epoch),
+        max_queue_size=4,
+        lease_timeout=5.0,
+        required_transforms=frozenset(),
+        image_shape=SHAPE,
+        dtype=np.uint8,
+        task_timeout=2.5,
+    )
+    assert fixed.task_bound() == 2.5
+
+
+def test_a_producer_whose_results_keep_failing_gets_no_more_tasks() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    join(scheduler, A, 1)
+    refused = None
+    for _ in range(3):
+        (lease,) = scheduler.assign()
+        assert lease.producer == A and lease.key == (0, 0)  # the batch is issued again at once
+        wrong = Result(task_id=lease.task_id, count=len(lease.rows), images=b"short")
+        with pytest.raises(ResultMismatch, match="bytes"):
+            scheduler.result(A, wrong)
+        refused = scheduler.strike(A, "carries 5 bytes")
+    assert refused is not None and "3 results in a row" in (refused.refused or "")
+    assert scheduler.producers[A].free == 0
+    join(scheduler, A, 1)  # reconnecting under the same name does not lift it
+    assert scheduler.producers[A].refused is not None and scheduler.assign() == []
+    join(scheduler, B, 1)
+    (lease,) = scheduler.assign()
+    assert lease.producer == B and lease.key == (0, 0)
+
+
+def test_a_good_result_clears_the_strikes() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    join(scheduler, A, 1)
+    for _ in range(2):
+        (lease,) = scheduler.assign()
+        with pytest.raises(ResultMismatch):
+            scheduler.result(A, Result(task_id=lease.task_id, count=0, images=b""))
+        assert scheduler.strike(A, "wrong") is None
+    (lease,) = scheduler.assign()
+    complete(scheduler, lease)
+    assert scheduler.producers[A].strikes == 0

@@ -151,17 +151,6 @@ def test_the_slot_file_is_private_and_removed_on_close(tmp_path: Path) -> None:
     assert not pool.path.exists()
 
 
-def test_files_of_dead_consumers_are_removed(tmp_path: Path) -> None:
-    dead = psutil.Popen(["true"])
-    dead.wait()
-    stale = tmp_path / f"zerofeed-slots-{dead.pid}-abcdef"
-    stale.write_bytes(b"x" * 10)
-    alive = tmp_path / f"zerofeed-slots-{os.getpid()}-abcdef"
-    alive.write_bytes(b"x")
-    SlotPool(slot_bytes=8, count=1, directory=tmp_path).close()
-    assert not stale.exists() and alive.exists()
-
-
 # --------------------------------------------------------------------------- end to end
 
 

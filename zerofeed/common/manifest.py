@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 import numbers
 import os
 import posixpath
 import re
+import stat
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from zerofeed.common.errors import ConfigError, ManifestError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "LABEL_MODES",
+    "MAX_ONE_HOT_CLASSES",
     "Manifest",
     "ManifestSource",
     "RootArgument",
@@ -43,10 +46,14 @@ __all__ = [
     "validate_label_mode",
 ]
 
+log = logging.getLogger("zerofeed.consumer")
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
 LABEL_MODES: tuple[str, ...] = ("int", "categorical")
+MAX_ONE_HOT_CLASSES = 100_000
+"""The most classes ``label_mode="categorical"`` builds one-hot vectors for."""
 
 LabelKind = Literal["class", "vector", "none"]
 ManifestSource = str | os.PathLike[str] | Sequence[tuple[str | os.PathLike[str], object]]
@@ -152,7 +159,9 @@ class Manifest:
         return _one_hot(picked, self.num_classes or 0)
 
 
-def load_manifest(source: ManifestSource | Manifest, *, root: RootArgument = None) -> Manifest:
+def load_manifest(
+    source: ManifestSource | Manifest, *, root: RootArgument = None, header: bool | None = None
+) -> Manifest:
     """Read ``source`` (a CSV file, a class-folder directory or ``(path, label)`` pairs).
 
     ``root`` is the folder relative paths are relative to, for CSV files and pairs; it is
@@ -166,13 +175,15 @@ def load_manifest(source: ManifestSource | Manifest, *, root: RootArgument = Non
     - The first column is an image path: absolute, or relative to ``root`` (default: the CSV's
       folder). ``\\`` separators are read as ``/``; ``..`` components are allowed (see
       :class:`Manifest`); Windows drive paths (``C:\\img\\a.jpg``) are rejected.
-    - **Header rule**: the first row is a header when its first cell has no file extension
-      (``path``, ``filename``), or when some of its label cells are not numbers while all of the
-      second row's are (``img.jpg,label`` followed by ``a.jpg,3``). Otherwise it is data.
-    - **Labels**: no further column means unlabeled; one column of integers means class indices
-      (``>= 0``); one column of other text means class names, indexed in sorted order; one column
-      of numbers that are not all integers, or several columns (``a.jpg,0,1,0``), means a
-      ``float32`` label vector.
+    - **Header rule** (``header=None``): the first row is a header when its first cell has no
+      file extension (``path``, ``filename``), or when some of its label cells are not numbers
+      while all of the second row's are (``img.jpg,label`` followed by ``a.jpg,3``). Otherwise it
+      is data. A first row taken as a header is logged; ``header=True`` or ``header=False`` says
+      it outright (files without extensions need ``header=False``).
+    - **Labels**: no further column means unlabeled; one column of whole numbers (``3``, also
+      written ``3.0``) means class indices (``>= 0``); one column of other text means class
+      names, indexed in sorted order; one column of numbers that are not all whole, or several
+      columns (``a.jpg,0,1,0``), means a ``float32`` label vector.
 
     **Directory**: one subfolder per class; class names are the sorted subfolder names (as for
     ``keras.utils.image_dataset_from_directory``), samples are the files with an
@@ -195,7 +206,7 @@ def load_manifest(source: ManifestSource | Manifest, *, root: RootArgument = Non
         _refuse_root(root, "a Manifest already has its root")
         return source
     if isinstance(source, str | os.PathLike):
-        return _load_path(Path(os.fspath(source)), root)
+        return _load_path(Path(os.fspath(source)), root, header)
     if isinstance(source, Sequence):
         return _load_pairs(source, None if root is None else _resolve_root(root))
     raise ManifestError(
@@ -211,6 +222,16 @@ def validate_label_mode(label_mode: str, manifest: Manifest) -> None:
         raise ConfigError(
             'label_mode="categorical" needs labels, but the manifest has none. Add a label column '
             "to the CSV (or use class subfolders), or feed images without labels."
+        )
+    classes = manifest.num_classes
+    if label_mode == "categorical" and classes is not None and classes > MAX_ONE_HOT_CLASSES:
+        labels = manifest.labels if manifest.labels is not None else np.zeros(1, np.int64)
+        row = int(np.argmax(labels))
+        raise ConfigError(
+            f"label {int(labels[row])} (manifest row {row}, {manifest.paths[row]!r}) makes "
+            f'label_mode="categorical" one-hot vectors of {classes:,} classes, over the '
+            f"{MAX_ONE_HOT_CLASSES:,} allowed ({classes * 4 / 2**20:,.0f} MiB per sample). Fix that "
+            'label if it is a typo, or use label_mode="int" with a sparse loss.'
         )
 
 
@@ -317,13 +338,32 @@ def _class_labels_from_names(names: Sequence[str]) -> tuple[np.ndarray, tuple[st
     return labels, class_names
 
 
-def _load_path(path: Path, root: RootArgument) -> Manifest:
+def _load_path(path: Path, root: RootArgument, header: bool | None) -> Manifest:
     if path.is_dir():
         _refuse_root(root, f"{str(path)!r} is a directory source, whose paths are relative to it")
         return _load_directory(path)
     if path.is_file():
-        return _load_csv(path, path.resolve().parent if root is None else _resolve_root(root))
+        base = path.resolve().parent if root is None else _resolve_root(root)
+        return _load_csv(path, base, header)
+    if path.exists():
+        raise ManifestError(
+            f"Manifest source {str(path)!r} is {_special_kind(path)}, not a file: a manifest is "
+            f"read whole before training starts. Pass {_ACCEPTED_SOURCES}."
+        )
     raise ManifestError(f"Manifest source {str(path)!r} does not exist. Pass {_ACCEPTED_SOURCES}.")
+
+
+def _special_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 # --------------------------------------------------------------------------- CSV
@@ -343,9 +383,9 @@ class _CsvTable:
         return self.lines[i // self.label_width]
 
 
-def _load_csv(csv_path: Path, root: Path) -> Manifest:
+def _load_csv(csv_path: Path, root: Path, header: bool | None = None) -> Manifest:
     """Read a CSV manifest (rules in :func:`load_manifest`); relative paths are under ``root``."""
-    table = _read_csv_table(csv_path)
+    table = _read_csv_table(csv_path, header)
     if not table.paths:
         raise ManifestError(
             f"{table.where}: the manifest holds no samples; add `path[,label]` rows."
@@ -373,13 +413,21 @@ def _csv_rows(csv_path: Path) -> Iterator[tuple[int, list[str]]]:
         raise ManifestError(f"{csv_path}: cannot read the CSV manifest: {e}") from e
 
 
-def _read_csv_table(csv_path: Path) -> _CsvTable:
+def _read_csv_table(csv_path: Path, header: bool | None = None) -> _CsvTable:
     rows = _csv_rows(csv_path)
     head = list(itertools.islice(rows, 2))
     if not head:
         return _CsvTable(where=str(csv_path), label_width=0)
     first_line, first = head[0]
-    if _is_header(first, head[1][1] if len(head) > 1 else None):
+    if header is None and _is_header(first, head[1][1] if len(head) > 1 else None):
+        log.info(
+            "%s: line %d (%s) is read as a header, not a sample; pass header=False if it is data",
+            csv_path,
+            first_line,
+            ",".join(first),
+        )
+        header = True
+    if header:
         head = head[1:]
     table = _CsvTable(where=str(csv_path), label_width=len(first) - 1)
     for line, cells in itertools.chain(head, rows):
@@ -437,7 +485,10 @@ def _parse_labels(table: _CsvTable) -> tuple[np.ndarray | None, tuple[str, ...] 
         return labels, class_names, "class"
     if all(_INT.fullmatch(c) for c in numeric):
         return _int_labels(table), None, "class"
-    return _vector_labels(table), None, "vector"
+    values = _vector_labels(table)
+    if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**24):
+        return _int_labels(table, values.astype(np.int64).ravel()), None, "class"  # 3.0: a class
+    return values, None, "vector"
 
 
 def _mixed_labels_message(table: _CsvTable, numeric: set[str]) -> str:
@@ -452,12 +503,13 @@ def _mixed_labels_message(table: _CsvTable, numeric: set[str]) -> str:
     )
 
 
-def _int_labels(table: _CsvTable) -> np.ndarray:
+def _int_labels(table: _CsvTable, labels: np.ndarray | None = None) -> np.ndarray:
     cells = table.cells
-    try:
-        labels = np.fromiter(map(int, cells), dtype=np.int64, count=len(cells))
-    except (OverflowError, ValueError) as e:
-        raise ManifestError(f"{table.where}: a class index does not fit in 64 bits: {e}") from e
+    if labels is None:
+        try:
+            labels = np.fromiter(map(int, cells), dtype=np.int64, count=len(cells))
+        except (OverflowError, ValueError) as e:
+            raise ManifestError(f"{table.where}: a class index does not fit in 64 bits: {e}") from e
     negative = np.flatnonzero(labels < 0)
     if len(negative):
         i = int(negative[0])

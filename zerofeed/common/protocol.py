@@ -10,6 +10,7 @@ validates everything before anything is used: types, ranges, sizes. No pickle, n
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,13 @@ from zerofeed.common.errors import ProtocolError
 __all__ = [
     "DTYPES",
     "MAX_HEADER_BYTES",
+    "MAX_REASON_CHARS",
     "MAX_SLOTS",
     "PROTOCOL_VERSION",
     "Bye",
     "Heartbeat",
     "Hello",
+    "Incompatible",
     "Message",
     "Result",
     "Skipped",
@@ -33,7 +36,9 @@ __all__ = [
     "StatusRequest",
     "Task",
     "Unknown",
+    "VersionMismatch",
     "Welcome",
+    "brief",
     "decode",
     "encode",
 ]
@@ -42,6 +47,10 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 4 << 20
 DTYPES = ("uint8", "float32")
 _MAX_TEXT = 4096
+_MAX_PATH = 65536  # longer than any path a filesystem takes: a producer reports such a path bad
+MAX_REASON_CHARS = 1024
+"""Producers cut a bad sample's reason to this many characters (:func:`brief`), well under the
+4096 a message may carry: a long exception message never costs the whole result."""
 _MAX_SAMPLES = 65536
 _MAX_SIDE = 16384
 _MAX_ID = 2**63 - 1
@@ -77,6 +86,17 @@ class Unknown:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Incompatible:
+    """Consumer → a peer whose messages it cannot read: the protocol version it speaks, and why.
+
+    The one message every version decodes whatever its ``v``, so that mismatched versions say so
+    instead of going quiet."""
+
+    speaks: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """Consumer → producer: make batch ``batch`` of ``epoch`` from ``samples`` (manifest row, path)."""
 
@@ -91,9 +111,17 @@ class Task:
     slot: int | None = None  # write the images into this shared-memory slot, not a frame
 
 
+def brief(reason: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``reason`` cut to ``limit`` characters, saying how much was cut."""
+    if len(reason) <= limit:
+        return reason
+    kept = limit - len(f" ... [{len(reason)} more characters]")  # the note's longest length
+    return f"{reason[:kept]} ... [{len(reason) - kept} more characters]"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Skipped:
-    """A sample a producer could not make, and why."""
+    """A sample a producer could not make, and why (``reason``: see :func:`brief`)."""
 
     index: int
     kind: str
@@ -136,7 +164,18 @@ class Status:
     state: dict[str, Any]
 
 
-Message = Hello | Welcome | Heartbeat | Unknown | Task | Result | Bye | StatusRequest | Status
+Message = (
+    Hello
+    | Welcome
+    | Heartbeat
+    | Unknown
+    | Incompatible
+    | Task
+    | Result
+    | Bye
+    | StatusRequest
+    | Status
+)
 
 
 def encode(message: Message) -> list[Any]:
@@ -162,20 +201,10 @@ def encode(message: Message) -> list[Any]:
             header["t"] = "heartbeat"
         case Unknown():
             header["t"] = "unknown"
+        case Incompatible():
+            header |= {"t": "incompatible", "speaks": message.speaks, "reason": message.reason}
         case Task():
-            header |= {
-                "t": "task",
-                "id": message.task_id,
-                "epoch": message.epoch,
-                "batch": message.batch,
-                "seed": message.seed,
-                "size": list(message.image_size),
-                "dtype": message.dtype,
-                "augment": message.augment,
-                "samples": message.samples,  # msgpack writes tuples as arrays
-            }
-            if message.slot is not None:
-                header["slot"] = message.slot
+            return _task_frames(header, message)
         case Result():
             header |= {
                 "t": "result",
@@ -194,6 +223,38 @@ def encode(message: Message) -> list[Any]:
         case Bye():
             header |= {"t": "bye", "returned": list(message.returned)}
     return [msgpack.packb(header)]
+
+
+def _task_frames(header: dict[str, Any], message: Task) -> list[Any]:
+    """A task's frame. Paths go as msgpack strings; a path that is not valid UTF-8 (a file name
+    in another encoding, read with ``surrogateescape``) goes as its raw bytes (``os.fsencode``),
+    so any name the filesystem allows reaches the producer intact."""
+    header |= {
+        "t": "task",
+        "id": message.task_id,
+        "epoch": message.epoch,
+        "batch": message.batch,
+        "seed": message.seed,
+        "size": list(message.image_size),
+        "dtype": message.dtype,
+        "augment": message.augment,
+        "samples": message.samples,  # msgpack writes tuples as arrays
+    }
+    if message.slot is not None:
+        header["slot"] = message.slot
+    try:
+        return [msgpack.packb(header)]
+    except UnicodeEncodeError:  # the rare path that is not UTF-8: only then look at each one
+        header["samples"] = [(row, _wire_path(path)) for row, path in message.samples]
+        return [msgpack.packb(header)]
+
+
+def _wire_path(path: str) -> str | bytes:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def decode(frames: Sequence[Any]) -> Message:
@@ -225,12 +286,18 @@ def _unpack_header(frame: Any) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ProtocolError(f"header must be a msgpack map, got {type(header).__name__}")
     version = header.get("v")
+    if header.get("t") == "incompatible":
+        return header  # read whatever its version (see Incompatible)
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise ProtocolError(
+        raise VersionMismatch(
             f"protocol version {version!r} is not supported; this zerofeed speaks version "
             f"{PROTOCOL_VERSION}: run the same zerofeed version on producers and consumer"
         )
     return header
+
+
+class VersionMismatch(ProtocolError):
+    """A message of another protocol version (answered with :class:`Incompatible`)."""
 
 
 class _Fields:
@@ -291,6 +358,10 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str) and len(value) <= _MAX_TEXT
 
 
+def _is_path(value: object) -> bool:
+    return isinstance(value, str | bytes) and len(value) <= _MAX_PATH
+
+
 def _is_index(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID
 
@@ -322,6 +393,12 @@ def _unknown(f: _Fields, _: Sequence[Any]) -> Unknown:
     return Unknown()
 
 
+def _incompatible(f: _Fields, _: Sequence[Any]) -> Incompatible:
+    return Incompatible(
+        speaks=f.integer("speaks", high=2**31), reason=brief(f.text("reason"), _MAX_TEXT)
+    )
+
+
 def _task(f: _Fields, _: Sequence[Any]) -> Task:
     size = f.items("size", limit=2)
     if len(size) != 2 or not all(_is_index(side) and 1 <= side <= _MAX_SIDE for side in size):
@@ -331,9 +408,13 @@ def _task(f: _Fields, _: Sequence[Any]) -> Task:
         raise f._fail("dtype", f"one of {DTYPES}")
     samples = f.items("samples")
     if not samples or not all(
-        isinstance(s, list) and len(s) == 2 and _is_index(s[0]) and _is_text(s[1]) for s in samples
+        isinstance(s, list) and len(s) == 2 and _is_index(s[0]) and _is_path(s[1]) for s in samples
     ):
-        raise f._fail("samples", "a non-empty list of [manifest row, path] pairs")
+        raise f._fail(
+            "samples",
+            f"a non-empty list of [manifest row, path] pairs, paths of at most {_MAX_PATH} "
+            "characters (a string, or bytes for a name that is not UTF-8)",
+        )
     return Task(
         task_id=f.integer("id"),
         epoch=f.integer("epoch"),
@@ -342,7 +423,9 @@ def _task(f: _Fields, _: Sequence[Any]) -> Task:
         image_size=(size[0], size[1]),
         dtype=dtype,
         augment=f.map("augment"),
-        samples=tuple((s[0], s[1]) for s in samples),
+        samples=tuple(
+            (s[0], os.fsdecode(s[1]) if isinstance(s[1], bytes) else s[1]) for s in samples
+        ),
         slot=f.optional_slot(),
     )
 
@@ -387,6 +470,7 @@ _PARSERS: dict[str, Callable[[_Fields, Sequence[Any]], Message]] = {
     "welcome": _welcome,
     "heartbeat": _heartbeat,
     "unknown": _unknown,
+    "incompatible": _incompatible,
     "task": _task,
     "result": _result,
     "bye": _bye,

@@ -32,20 +32,29 @@ from zmq.utils.monitor import recv_monitor_message
 from zerofeed.common.curve import KeyPair
 from zerofeed.common.errors import FeedTimeoutError, ProtocolError, ZerofeedError
 from zerofeed.common.protocol import (
+    PROTOCOL_VERSION,
     Bye,
     Heartbeat,
     Hello,
+    Incompatible,
     Result,
     Status,
     StatusRequest,
     Unknown,
+    VersionMismatch,
     Welcome,
     decode,
     encode,
 )
 from zerofeed.consumer.auth import CurveAuthenticator
 from zerofeed.consumer.recipe import BatchRecipe
-from zerofeed.consumer.scheduler import Key, ReadyBatch, Scheduler
+from zerofeed.consumer.scheduler import (
+    Key,
+    ProducerInfo,
+    ReadyBatch,
+    ResultMismatch,
+    Scheduler,
+)
 from zerofeed.consumer.transport import TransportCounters
 
 __all__ = ["CurveServer", "Dispatcher", "DispatcherSettings"]
@@ -99,6 +108,7 @@ class Dispatcher:
         self._failure_is_own = False  # the failure is a ZerofeedError to raise as it is
         self._closing = False
         self.rejected: Counter[str] = Counter()  # by kind of fault
+        self._last_rejection = ""
         self._rejected_by_sender: OrderedDict[bytes, int] = OrderedDict()
         self.wait_seconds = 0.0
         self._context = zmq.Context()
@@ -197,6 +207,12 @@ class Dispatcher:
                 messages_rejected=sum(self.rejected.values()),
                 connections_refused=self.handshakes_failed,
                 peak_outstanding=counters.peak_outstanding,
+                tasks_overdue=counters.tasks_overdue,
+                results_duplicate=counters.results_duplicate,
+                producers_refused=sum(
+                    p.refused is not None for p in self._scheduler.producers.values()
+                ),
+                slots_quarantined=self._scheduler.slots_quarantined,
             )
 
     def fail(self, error: ZerofeedError) -> None:
@@ -269,10 +285,19 @@ class Dispatcher:
                 f"transform(s) {missing}; start producers with --plugin MODULE for the module(s) "
                 "that define them"
             )
-        return (
+        message = (
             f"waited {waited:.0f} s for batch {batch} of epoch {epoch} from {producers} producer "
             f"worker(s) at {self.endpoint}"
         )
+        refused = [p for p in self._scheduler.producers.values() if p.refused is not None]
+        if refused:
+            message += (
+                f"; {len(refused)} of them get no tasks ({refused[0].name}: {refused[0].refused})"
+            )
+        if self.rejected:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in self.rejected.most_common())
+            message += f"; messages rejected so far: {kinds} (the last: {self._last_rejection})"
+        return message
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None and self._failure_is_own:
@@ -332,8 +357,17 @@ class Dispatcher:
     def _handle(self, identity: bytes, frames: list[zmq.Frame]) -> None:
         try:
             message = decode(frames)
+        except VersionMismatch as exc:  # say which version this consumer speaks
+            reply = Incompatible(speaks=PROTOCOL_VERSION, reason=str(exc))
+            self._send(identity, encode(reply))
+            self._reject(identity, "version", exc)
+            return
         except ProtocolError as exc:
+            with self._lock:  # a producer's malformed message is a strike too
+                refused = self._scheduler.strike(identity, str(exc))
             self._reject(identity, "malformed", exc)
+            if refused is not None:
+                self._log_refused(refused)
             return
         now = time.monotonic()
         if isinstance(message, StatusRequest):
@@ -425,17 +459,35 @@ class Dispatcher:
             )
 
     def _on_result(self, identity: bytes, result: Result) -> None:
+        error: ProtocolError | None = None
+        refused: ProducerInfo | None = None
         with self._arrived:
             try:
                 batch = self._scheduler.result(identity, result)
             except ProtocolError as exc:
-                self._reject(identity, "result", exc)
-                return
-            if batch is not None:
-                self._arrived.notify_all()
+                error = exc
+                if isinstance(exc, ResultMismatch):
+                    refused = self._scheduler.strike(identity, str(exc))
+            else:
+                if batch is not None:
+                    self._arrived.notify_all()
+        if error is not None:
+            self._reject(identity, "result", error)
+        if refused is not None:
+            self._log_refused(refused)
+
+    def _log_refused(self, producer: ProducerInfo) -> None:
+        log.error(
+            "producer %s gets no more tasks: %s. Its tasks went to other producers; fix or "
+            "upgrade it and start it again under another name",
+            producer.name,
+            producer.refused,
+        )
 
     def _reject(self, identity: bytes, kind: str, error: Exception) -> None:
-        self.rejected[kind] += 1
+        with self._lock:  # read by counters() and wait messages on other threads
+            self.rejected[kind] += 1
+            self._last_rejection = f"{kind}: {error}"
         # Bounded, so that a peer reconnecting under ever new identities cannot grow it.
         seen = self._rejected_by_sender.pop(identity, 0) + 1
         self._rejected_by_sender[identity] = seen
@@ -445,14 +497,28 @@ class Dispatcher:
             log.warning("rejected a message from peer %s: %s", identity.hex(), error)
 
     def _maintain(self) -> None:
+        now = time.monotonic()
         with self._lock:
-            for producer in self._scheduler.expire(time.monotonic()):
-                log.warning(
-                    "producer %s silent for more than its lease; %d task(s) re-issued to others",
-                    producer.name,
-                    len(producer.tasks),
-                )
-            leases = self._scheduler.assign()
+            lost = self._scheduler.expire(now)
+            overdue = self._scheduler.overdue(now)
+            bound = self._scheduler.task_bound()
+            names = {i: p.name for i, p in self._scheduler.producers.items()}
+            leases = self._scheduler.assign(now)
+        for producer in lost:
+            log.warning(
+                "producer %s silent for more than its lease; %d task(s) re-issued to others",
+                producer.name,
+                len(producer.tasks),
+            )
+        for lease in overdue:
+            log.warning(
+                "batch %d of epoch %d is overdue at producer %s (out for over %.0f s); issued to "
+                "another producer as well, the first valid result wins",
+                lease.key[1],
+                lease.key[0],
+                names.get(lease.producer, lease.producer.hex()),
+                bound,
+            )
         for lease in leases:
             task = self._recipe.task(
                 task_id=lease.task_id,

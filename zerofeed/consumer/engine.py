@@ -24,15 +24,17 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import secrets
 import shutil
 import tempfile
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -51,6 +53,7 @@ from zerofeed.consumer.endpoints import (
     validate_bind,
     warn_if_exposed,
 )
+from zerofeed.consumer.leftovers import LOCK_NAME, OwnerLock, remove_stale
 from zerofeed.consumer.local import LocalProducers
 from zerofeed.consumer.metrics import feed_metrics
 from zerofeed.consumer.recipe import BatchRecipe
@@ -63,7 +66,8 @@ from zerofeed.consumer.settings import (
 )
 from zerofeed.consumer.slots import SlotPool
 from zerofeed.consumer.state import feed_state, read_feed_state
-from zerofeed.consumer.stats import FeedStats, SkippedSample
+from zerofeed.consumer.stats import SKIPPED_KEPT, FeedStats, SkippedSample
+from zerofeed.consumer.termination import TerminationCleanup
 from zerofeed.consumer.transport import Transport, TransportFactory
 
 __all__ = ["DataConfig", "Feed", "FeedBatch", "Lifecycle", "ServingConfig"]
@@ -87,6 +91,8 @@ class DataConfig:
     """What the batches are: everything that decides their bytes, plus the bad-sample policy.
 
     ``root`` is the folder relative manifest paths resolve against (default: the CSV's folder);
+    ``header`` whether a CSV's first row is a header (``None``: guessed, see
+    :func:`~zerofeed.common.manifest.load_manifest`);
     ``on_error``: ``"raise"`` makes a bad sample an error naming it, ``"skip"`` drops it from its
     batch and lists it in the stats. The other fields are those of
     :class:`~zerofeed.consumer.FeedSequence`.
@@ -100,6 +106,7 @@ class DataConfig:
     shuffle: bool = True
     seed: int | None = None
     root: str | Path | None = None
+    header: bool | None = None
     on_error: Literal["raise", "skip"] = "raise"
 
 
@@ -117,6 +124,7 @@ class ServingConfig:
     plugins: Sequence[str] = ()
     timeout: float | None = None
     lease_timeout: float = 5.0
+    task_timeout: float | None = None
     heartbeat_interval: float = 1.0
     wait_log_interval: float = 10.0
     server_secret_key: str | Path | None = None
@@ -187,9 +195,10 @@ class Feed:
             on_error=data.on_error,
             timeout=serving.timeout,
             lease_timeout=serving.lease_timeout,
+            task_timeout=serving.task_timeout,
             heartbeat_interval=serving.heartbeat_interval,
         )
-        manifest = load_manifest(source, root=data.root)
+        manifest = load_manifest(source, root=data.root, header=data.header)
         validate_label_mode(data.label_mode, manifest)
         spec = parse_augment(data.augment)
         self.recipe = BatchRecipe(
@@ -214,7 +223,8 @@ class Feed:
         self._delivered_keys: set[Key] = set()
         self._batches_delivered = 0
         self._images_delivered = 0
-        self._skipped: list[SkippedSample] = []
+        self._skipped: deque[SkippedSample] = deque(maxlen=SKIPPED_KEPT)
+        self._skipped_by_kind: Counter[str] = Counter()
         self._started = time.monotonic()
         self._history: deque[tuple[float, int, float]] = deque([(self._started, 0, 0.0)])
         self._slots: SlotPool | None = None
@@ -241,9 +251,9 @@ class Feed:
     ) -> Dispatcher:
         """Folders, slots, the dispatcher and local producers, each released by ``stack``."""
         recipe = self.recipe
+        folder: str | None = None
         if serving.bind is None:
-            folder = tempfile.mkdtemp(prefix="zerofeed-")
-            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            folder = _private_folder(stack)
             endpoint = private_endpoint(folder)
         else:
             endpoint = validate_bind(serving.bind)
@@ -272,6 +282,7 @@ class Feed:
                 dtype=np.dtype(recipe.dtype),
                 first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
                 slots=self._slots,
+                task_timeout=serving.task_timeout,
             ),
             recipe,
         )
@@ -290,6 +301,9 @@ class Feed:
                 on_exit=_local_exit_reporter(dispatcher),
             )
             stack.callback(self._local.close)
+        termination = TerminationCleanup(partial(_on_termination, self._local, self._slots, folder))
+        if termination.install():
+            stack.callback(termination.uninstall)
         return dispatcher
 
     # -- batches ---------------------------------------------------------------------------------
@@ -327,6 +341,7 @@ class Feed:
                 self._batches_delivered += 1
                 self._images_delivered += len(ready.rows)
                 self._skipped.extend(result.skipped)
+                self._skipped_by_kind.update(sample.kind for sample in result.skipped)
             self._epoch = max(self._epoch, epoch)
             self._position = max(self._position, _after(key, len(self)))
         if first:
@@ -425,6 +440,8 @@ class Feed:
                 batches_delivered=self._batches_delivered,
                 images_delivered=self._images_delivered,
                 skipped=tuple(self._skipped),
+                samples_skipped=sum(self._skipped_by_kind.values()),
+                skipped_by_kind=dict(self._skipped_by_kind),
                 wait_seconds=counters.wait_seconds,
                 producers_connected=counters.producers_connected,
                 tasks_issued=counters.tasks_issued,
@@ -433,6 +450,10 @@ class Feed:
                 messages_rejected=counters.messages_rejected,
                 connections_refused=counters.connections_refused,
                 peak_outstanding=counters.peak_outstanding,
+                tasks_overdue=counters.tasks_overdue,
+                results_duplicate=counters.results_duplicate,
+                producers_refused=counters.producers_refused,
+                slots_quarantined=counters.slots_quarantined,
                 epoch=self._epoch,
             )
 
@@ -461,7 +482,7 @@ class Feed:
             "producers_lost": stats.producers_lost,
             "messages_rejected": stats.messages_rejected,
             "connections_refused": stats.connections_refused,
-            "samples_skipped": len(stats.skipped),
+            "samples_skipped": stats.samples_skipped,
             "uptime_s": now - self._started,
             "shared_memory": self._slot_state(),
         }
@@ -585,6 +606,30 @@ def _check_plugins(required: tuple[str, ...], plugins: tuple[str, ...]) -> None:
             f"{where}. Pass plugins=['your.module'] naming the module whose ZEROFEED_TRANSFORMS "
             "defines them."
         )
+
+
+def _on_termination(
+    local: LocalProducers | None, slots: SlotPool | None, folder: str | None
+) -> None:
+    """What a SIGTERM must not leave behind (see :mod:`zerofeed.consumer.termination`)."""
+    if local is not None:
+        local.terminate_group()
+    if slots is not None:
+        slots.unlink()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private_folder(stack: contextlib.ExitStack) -> str:
+    """A fresh 0700 folder for the ipc endpoint, removed by ``stack``; it carries its owner's
+    lock, so that the next start of this user removes it if this process is killed."""
+    temp = Path(tempfile.gettempdir())
+    mine = f"zerofeed-feed-{os.getuid()}-"
+    remove_stale(temp, mine + "*", lock_inside=True)
+    folder = tempfile.mkdtemp(prefix=mine, dir=temp)
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    stack.callback(OwnerLock(Path(folder) / LOCK_NAME).release)
+    return folder
 
 
 def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:

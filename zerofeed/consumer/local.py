@@ -153,6 +153,10 @@ class LocalProducers:
         self._watcher.join(timeout=5)
         self._reader.join(timeout=5)
 
+    def terminate_group(self) -> None:
+        """SIGTERM to the producers' process group, now: lock-free, safe in a signal handler."""
+        self._signal_group(signal.SIGTERM)
+
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)

@@ -18,6 +18,10 @@ _FIGURES = (
     ("zerofeed_producers_lost", "producers_lost", "counter", "Producers presumed lost."),
     ("zerofeed_messages_rejected", "messages_rejected", "counter", "Invalid messages refused."),
     ("zerofeed_connections_refused", "connections_refused", "counter", "Handshakes refused."),
+    ("zerofeed_tasks_overdue", "tasks_overdue", "counter", "Tasks re-issued as overdue."),
+    ("zerofeed_results_duplicate", "results_duplicate", "counter", "Late duplicates dropped."),
+    ("zerofeed_producers_refused", "producers_refused", "gauge", "Producers given no tasks."),
+    ("zerofeed_slots_quarantined", "slots_quarantined", "gauge", "Slots not lent again."),
     ("zerofeed_epoch", "epoch", "gauge", "The current epoch."),
 )
 
@@ -28,10 +32,9 @@ def feed_metrics(stats: FeedStats) -> list[Metric]:
         (name, kind, text, {(): float(getattr(stats, field))})
         for name, field, kind, text in _FIGURES
     ]
-    by_kind: dict[tuple[tuple[str, str], ...], float] = {}
-    for sample in stats.skipped:
-        key = (("kind", sample.kind),)
-        by_kind[key] = by_kind.get(key, 0.0) + 1
+    by_kind: dict[tuple[tuple[str, str], ...], float] = {
+        (("kind", kind),): float(count) for kind, count in stats.skipped_by_kind.items()
+    }
     if by_kind:
         metrics.append(("zerofeed_samples_skipped", "counter", "Bad samples, by kind.", by_kind))
     return metrics

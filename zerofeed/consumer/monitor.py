@@ -48,7 +48,7 @@ class FeedMonitor(keras.callbacks.Callback):
             "feed_wait_share": min(1.0, waited / elapsed),
             "feed_producers": float(now.producers_connected),
             "feed_reissued": float(now.tasks_reissued - before.tasks_reissued),
-            "feed_skipped": float(len(now.skipped) - len(before.skipped)),
+            "feed_skipped": float(now.samples_skipped - before.samples_skipped),
         }
         if logs is not None:
             logs.update(figures)

@@ -5,10 +5,19 @@ then the first batches of the next, so that an epoch starts without a stall. A t
 a producer with a free credit, and only while ``in flight + ready <= max_queue_size``. Every issued
 task is a lease held by one producer; when that producer is lost or says goodbye, its leases go back to
 the front of the queue, and a late result from it is refused because the lease is no longer its own.
+
+A lease also ends when its task is **overdue**: out for longer than :meth:`Scheduler.task_bound`
+(``task_timeout``, or four times the median time tasks have taken, within 10-120 s). Its batch is
+then issued again to another producer, while the late one may still answer: the first valid result
+wins, the other is dropped as a duplicate, so a producer that is connected but stuck (a read in
+uninterruptible storage, a result it never sends) holds no batch for ever and exactly-once holds.
+A producer whose results keep failing validation (:data:`STRIKES` in a row) gets no more tasks.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +29,20 @@ from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Hello, Result, Skipped
 from zerofeed.consumer.slots import SlotPool
 
-__all__ = ["Key", "Lease", "ProducerInfo", "ReadyBatch", "Scheduler"]
+__all__ = ["STRIKES", "Key", "Lease", "ProducerInfo", "ReadyBatch", "ResultMismatch", "Scheduler"]
 
 Key = tuple[int, int]
+
+STRIKES = 3
+"""Results in a row that fail validation after which a producer gets no more tasks."""
+_OVERDUE_FACTOR = 4.0
+_OVERDUE_FLOOR = 10.0
+_OVERDUE_CEILING = 120.0
+_DURATIONS_KEPT = 64
+
+
+class ResultMismatch(ProtocolError):
+    """A result for a task its sender holds, that does not match the task (a strike)."""
 
 
 @dataclass(eq=False)
@@ -37,10 +57,12 @@ class ProducerInfo:
     connection: int | None = None
     tasks: set[int] = field(default_factory=set)
     shares_slots: bool = False  # it mapped this consumer's shared-memory slots
+    strikes: int = 0  # results in a row that failed validation
+    refused: str | None = None  # why it gets no more tasks (its results kept failing validation)
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.tasks) if self.capable else 0
+        return self.capacity - len(self.tasks) if self.capable and self.refused is None else 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,7 @@ class Lease:
     producer: bytes
     generation: int = 0
     slot: int | None = None  # the shared-memory slot the producer writes the batch into
+    issued_at: float = 0.0  # time.monotonic() when it was issued
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,8 @@ class SchedulerCounters:
     results_stale: int = 0
     peak_outstanding: int = 0
     producers_lost: int = 0
+    tasks_overdue: int = 0  # tasks issued again because they took too long
+    results_duplicate: int = 0  # results for a batch another producer had delivered first
 
 
 class Scheduler:
@@ -92,6 +117,7 @@ class Scheduler:
         epoch: int = 0,
         first_task_id: int = 1,
         slots: SlotPool | None = None,
+        task_timeout: float | None = None,
     ) -> None:
         self._plan_for = plan_for
         self._max_queue_size = max_queue_size
@@ -100,6 +126,10 @@ class Scheduler:
         self._image_shape = image_shape
         self._dtype = np.dtype(dtype)
         self._slots = slots
+        self._task_timeout = task_timeout
+        self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
+        self._superseded: set[int] = set()  # leases whose batch another lease delivered
+        self._refused_names: dict[str, str] = {}  # producer name -> why it gets no tasks
         self.epoch = epoch
         self._floor: Key = (epoch, 0)
         self._generation = 0
@@ -140,6 +170,7 @@ class Scheduler:
             last_seen=now,
             connection=connection,
             shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
+            refused=self._refused_names.get(hello.producer),
         )
         self.producers[identity] = producer
         return producer
@@ -184,6 +215,7 @@ class Scheduler:
     def _release(self, producer: ProducerInfo, unstarted: frozenset[int] = frozenset()) -> None:
         for task_id in sorted(producer.tasks, reverse=True):
             lease = self._leases.pop(task_id)
+            self._superseded.discard(task_id)
             if lease.slot is not None and self._slots is not None:
                 if task_id in unstarted:
                     self._slots.release(lease.slot)
@@ -195,10 +227,73 @@ class Scheduler:
                     self._requeue.appendleft(lease.key)
                     self.counters.tasks_reissued += 1
 
+    def strike(self, identity: bytes, reason: str) -> ProducerInfo | None:
+        """A result from ``identity`` failed validation. After :data:`STRIKES` in a row the
+        producer is refused (no more tasks, also after it reconnects under the same name) and its
+        tasks go to others at once; returns it then, else None."""
+        producer = self.producers.get(identity)
+        if producer is None or producer.refused is not None:
+            return None
+        producer.strikes += 1
+        if producer.strikes < STRIKES:
+            return None
+        producer.refused = self._refused_names[producer.name] = (
+            f"{producer.strikes} results in a row failed validation, the last: {reason}"
+        )
+        self._release(producer)
+        producer.tasks.clear()
+        return producer
+
+    @property
+    def slots_quarantined(self) -> int:
+        """Shared-memory slots never lent again (their producer vanished mid-task)."""
+        return self._slots.quarantined if self._slots is not None else 0
+
+    # -- deadlines -------------------------------------------------------------------------------
+
+    def task_bound(self) -> float:
+        """Seconds a task may be out before its batch is issued to another producer as well."""
+        if self._task_timeout is not None:
+            return self._task_timeout
+        if not self._durations:
+            return _OVERDUE_CEILING
+        typical = statistics.median(self._durations)
+        return min(max(_OVERDUE_FACTOR * typical, _OVERDUE_FLOOR), _OVERDUE_CEILING)
+
+    def overdue(self, now: float) -> list[Lease]:
+        """Leases out for longer than :meth:`task_bound`: their batches are queued again, first,
+        for another producer. The late producer keeps its lease (it may still deliver)."""
+        bound = self.task_bound()
+        late = [
+            lease
+            for lease in self._leases.values()
+            if now - lease.issued_at > bound
+            and self._issued.get(lease.key) == lease.task_id
+            and lease.generation == self._generation
+            and any(p.free > 0 for p in self.producers.values() if p.identity != lease.producer)
+        ]
+        for lease in late:
+            del self._issued[lease.key]
+            self._requeue.appendleft(lease.key)
+            self.counters.tasks_overdue += 1
+        return late
+
+    def _holders(self, key: Key) -> set[bytes]:
+        """Producers holding a live lease for ``key`` (more than one after an overdue task)."""
+        return {
+            lease.producer
+            for lease in self._leases.values()
+            if lease.key == key and lease.task_id not in self._superseded
+        }
+
     # -- issuing ---------------------------------------------------------------------------------
 
-    def assign(self) -> list[Lease]:
-        """New leases to send now, as far as credits and ``max_queue_size`` allow."""
+    def assign(self, now: float | None = None) -> list[Lease]:
+        """New leases to send now, as far as credits and ``max_queue_size`` allow.
+
+        A batch whose task went overdue goes to a producer other than the one(s) holding it.
+        """
+        now = time.monotonic() if now is None else now
         leases = []
         while True:
             producer = max(self.producers.values(), key=lambda p: p.free, default=None)
@@ -207,7 +302,14 @@ class Scheduler:
             key = self._next_key()
             if key is None:
                 break
-            leases.append(self._lease(key, producer))
+            holders = self._holders(key)
+            if producer.identity in holders:
+                others = [p for p in self.producers.values() if p.identity not in holders]
+                producer = max(others, key=lambda p: p.free, default=producer)
+                if producer.identity in holders or producer.free <= 0:
+                    self._requeue.appendleft(key)  # wait for another producer's credit
+                    break
+            leases.append(self._lease(key, producer, now))
         return leases
 
     def _next_key(self) -> Key | None:
@@ -251,10 +353,12 @@ class Scheduler:
             and key not in self._delivered
         )
 
-    def _lease(self, key: Key, producer: ProducerInfo) -> Lease:
+    def _lease(self, key: Key, producer: ProducerInfo, now: float) -> Lease:
         rows = self._plan_for(key[0]).batch(key[1])
         slot = self._slots.take() if self._slots is not None and producer.shares_slots else None
-        lease = Lease(self._next_task_id, key, rows, producer.identity, self._generation, slot)
+        lease = Lease(
+            self._next_task_id, key, rows, producer.identity, self._generation, slot, issued_at=now
+        )
         self._next_task_id += 1
         self._leases[lease.task_id] = lease
         self._issued[key] = lease.task_id
@@ -265,11 +369,17 @@ class Scheduler:
 
     # -- results ---------------------------------------------------------------------------------
 
-    def result(self, identity: bytes, result: Result) -> ReadyBatch | None:
-        """Store a result; None if it belongs to a past epoch (dropped).
+    def result(
+        self, identity: bytes, result: Result, now: float | None = None
+    ) -> ReadyBatch | None:
+        """Store a result; None if it belongs to a past epoch, or another producer delivered the
+        batch first (both dropped, and counted).
 
         Raises:
-            ProtocolError: the task was never issued to this sender, or the result does not match it.
+            ProtocolError: the task was never issued to this sender (or was re-issued after the
+                sender was presumed lost).
+            ResultMismatch: the result does not match the task (a strike for the sender); the
+                batch is issued again.
         """
         lease = self._leases.get(result.task_id)
         if lease is None or lease.producer != identity:
@@ -278,23 +388,42 @@ class Scheduler:
                 "(never issued, or re-issued after the sender was presumed lost)"
             )
         del self._leases[result.task_id]
-        self.producers[identity].tasks.discard(result.task_id)
-        if self._issued.get(lease.key) == lease.task_id:
-            del self._issued[lease.key]
-        in_slot = lease.slot is not None and result.slot == lease.slot
+        producer = self.producers[identity]
+        producer.tasks.discard(result.task_id)
+        current = self._issued.get(lease.key) == lease.task_id
         stale = lease.key < self._floor or lease.generation != self._generation
-        if lease.slot is not None and (stale or not in_slot):
+        duplicate = not stale and (
+            lease.task_id in self._superseded
+            or lease.key in self._ready
+            or lease.key in self._delivered
+        )
+        self._superseded.discard(lease.task_id)
+        in_slot = lease.slot is not None and result.slot == lease.slot
+        if lease.slot is not None and (stale or duplicate or not in_slot):
             self._free_slot(lease.slot)  # the producer is done with it and nothing will read it
-        if stale:
-            self.counters.results_stale += 1
+        if stale or duplicate:
+            if current:
+                del self._issued[lease.key]
+            if stale:
+                self.counters.results_stale += 1
+            else:
+                self.counters.results_duplicate += 1
             return None
         try:
             batch = self._validate(lease, result)
-        except ProtocolError:
+        except ProtocolError as exc:
             if in_slot and lease.slot is not None:
                 self._free_slot(lease.slot)
-            self._requeue.appendleft(lease.key)
-            raise
+            if current:  # no other lease is making this batch: issue it again, first
+                del self._issued[lease.key]
+                self._requeue.appendleft(lease.key)
+            raise ResultMismatch(str(exc)) from None
+        producer.strikes = 0
+        self._issued.pop(lease.key, None)
+        self._superseded.update(
+            other.task_id for other in self._leases.values() if other.key == lease.key
+        )
+        self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
         self._ready[lease.key] = batch
         return batch
 

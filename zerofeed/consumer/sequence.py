@@ -68,6 +68,8 @@ class FeedSequence(keras.utils.PyDataset):
         seed: makes shuffle and augmentation reproducible; ``None`` picks one (see :attr:`seed`).
         root: the folder relative paths of a CSV resolve against (default: the CSV's folder;
             ``"."`` for paths relative to the working directory). Absolute paths work as they are.
+        header: whether a CSV's first row is a header; ``None`` guesses (a first cell without a
+            file extension, or text labels over numeric ones) and logs the guess.
         bind: where producers connect, e.g. ``"tcp://0.0.0.0:5555"``; ``None`` is a private ipc
             endpoint for local producers only. Port 0 or ``*`` picks a free port (see
             :attr:`endpoint`).
@@ -83,6 +85,9 @@ class FeedSequence(keras.utils.PyDataset):
             that exit make it fail at once, with their last log lines, whatever the timeout.
         lease_timeout: seconds of silence after which a producer is presumed lost and its tasks
             are handed to others.
+        task_timeout: seconds a task may be out before its batch is issued to another producer
+            as well (the first valid result wins); ``None`` adapts it to the tasks seen: four
+            times their median time, within 10-120 s.
         heartbeat_interval: seconds between producer heartbeats (local producers).
         wait_log_interval: seconds between "still waiting" log messages.
         initial_epoch: the epoch to start at, as ``fit(initial_epoch=...)`` when resuming.
@@ -110,6 +115,7 @@ class FeedSequence(keras.utils.PyDataset):
         shuffle: bool = True,
         seed: int | None = None,
         root: str | Path | None = None,
+        header: bool | None = None,
         bind: str | None = None,
         local_producers: int | Literal["auto"] = "auto",
         max_queue_size: int = 8,
@@ -117,6 +123,7 @@ class FeedSequence(keras.utils.PyDataset):
         plugins: Sequence[str] = (),
         timeout: float | None = None,
         lease_timeout: float = 5.0,
+        task_timeout: float | None = None,
         heartbeat_interval: float = 1.0,
         wait_log_interval: float = 10.0,
         initial_epoch: int = 0,
@@ -139,6 +146,7 @@ class FeedSequence(keras.utils.PyDataset):
                 shuffle=shuffle,
                 seed=seed,
                 root=root,
+                header=header,
                 on_error=on_error,
             ),
             serving=ServingConfig(
@@ -148,6 +156,7 @@ class FeedSequence(keras.utils.PyDataset):
                 plugins=plugins,
                 timeout=timeout,
                 lease_timeout=lease_timeout,
+                task_timeout=task_timeout,
                 heartbeat_interval=heartbeat_interval,
                 wait_log_interval=wait_log_interval,
                 server_secret_key=server_secret_key,

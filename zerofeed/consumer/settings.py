@@ -46,6 +46,7 @@ def check_settings(
     timeout: float | None,
     lease_timeout: float,
     heartbeat_interval: float,
+    task_timeout: float | None = None,
 ) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
@@ -67,6 +68,11 @@ def check_settings(
         raise ConfigError(f'on_error must be "raise" or "skip", got {on_error!r}')
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
+    if task_timeout is not None and not task_timeout > 0:
+        raise ConfigError(
+            f"task_timeout must be None (adaptive) or a positive number of seconds, got "
+            f"{task_timeout!r}"
+        )
     if heartbeat_interval <= 0 or lease_timeout <= 2 * heartbeat_interval:
         raise ConfigError(
             "lease_timeout must exceed two heartbeat intervals: got lease_timeout="

@@ -7,7 +7,9 @@ scheduler's copy, the caller's, and any view of either), when a result that was 
 for it, or when its task is handed back unstarted. A slot whose producer vanished mid-task might
 still be written to, so it is **quarantined** for good; with no slot free, tasks go over the
 socket as for remote producers. Only producers on this machine can map the file (``/dev/shm``,
-mode 0600, unlinked on close).
+mode 0600, unlinked on close). Its name carries the user's uid and the file carries its owner's
+lock (:mod:`zerofeed.consumer.leftovers`): after a SIGKILL, the next consumer of that user removes
+it, whatever the pids.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import heapq
 import math
 import os
 import pathlib
-import re
 import secrets
 import tempfile
 import threading
@@ -25,11 +26,11 @@ import weakref
 import numpy as np
 
 from zerofeed.common.slots import SlotFile
+from zerofeed.consumer.leftovers import OwnerLock, remove_stale
 
 __all__ = ["SlotPool"]
 
 _PREFIX = "zerofeed-slots-"
-_NAME = re.compile(re.escape(_PREFIX) + r"(\d+)-[0-9a-f]+$")
 
 
 class SlotPool:
@@ -45,9 +46,11 @@ class SlotPool:
         self, *, slot_bytes: int, count: int, directory: pathlib.Path | None = None
     ) -> None:
         folder = directory or _shared_memory_folder()
-        _remove_stale_files(folder)
-        path = folder / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        mine = f"{_PREFIX}{os.getuid()}-"
+        remove_stale(folder, mine + "*")  # left by this user's consumers that were killed
+        path = folder / f"{mine}{secrets.token_hex(8)}"
         self._file = SlotFile(path, slot_bytes=slot_bytes, count=count, create=True)
+        self._owner = OwnerLock(path)
         self._free = list(range(count))
         self._quarantined: set[int] = set()
         self._lock = (
@@ -114,6 +117,11 @@ class SlotPool:
         weakref.finalize(buffer, self.release, slot)
         return np.frombuffer(memoryview(buffer), dtype=dtype).reshape((count, *image_shape))
 
+    def unlink(self) -> None:
+        """Remove the file's name now: lock-free, safe in a signal handler (the memory goes
+        when the last mapping does)."""
+        self._file.path.unlink(missing_ok=True)
+
     def close(self) -> None:
         """Remove the file; arrays already handed out stay valid until they are dropped."""
         with self._lock:
@@ -121,28 +129,10 @@ class SlotPool:
                 return
             self._closed = True
         self._file.path.unlink(missing_ok=True)
+        self._owner.release()
         self._file.close()
 
 
 def _shared_memory_folder() -> pathlib.Path:
     shm = pathlib.Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else pathlib.Path(tempfile.gettempdir())
-
-
-def _remove_stale_files(folder: pathlib.Path) -> None:
-    """Slot files of consumers that died without closing (SIGKILL): their memory comes back."""
-    for path in folder.glob(_PREFIX + "*"):
-        match = _NAME.match(path.name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

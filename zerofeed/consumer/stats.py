@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["FeedStats", "SkippedSample"]
+__all__ = ["SKIPPED_KEPT", "FeedStats", "SkippedSample"]
+
+SKIPPED_KEPT = 1000
+"""How many of the most recent skipped samples :attr:`FeedStats.skipped` lists."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +29,10 @@ class FeedStats:
     Attributes:
         batches_delivered: batches returned by ``__getitem__``.
         images_delivered: images in those batches.
-        skipped: samples that could not be made, with the reason (each listed once per epoch).
+        skipped: the most recent samples that could not be made, with the reason (each listed
+            once per epoch; at most :data:`SKIPPED_KEPT`, so that a long run's memory stays flat).
+        samples_skipped: every sample that could not be made so far (``skipped`` is the tail).
+        skipped_by_kind: ``samples_skipped`` by kind (``"missing"``, ``"decode"``, ...).
         wait_seconds: time ``__getitem__`` spent waiting for data.
         producers_connected: producer workers connected now.
         tasks_issued: tasks sent to producers.
@@ -34,6 +41,13 @@ class FeedStats:
         messages_rejected: messages refused as malformed, unexpected or not matching a lease.
         connections_refused: connections refused by CURVE authentication or failing their
             handshake (a producer without the right keys).
+        tasks_overdue: tasks issued to another producer as well because they took longer than
+            the task deadline (the first valid result wins).
+        results_duplicate: results dropped because another producer delivered the batch first.
+        producers_refused: producers that get no more tasks because their results kept failing
+            validation.
+        slots_quarantined: shared-memory slots not lent again because a producer that vanished
+            mid-task might still write them.
         peak_outstanding: the most batches ever in flight or held at once (bounded by max_queue_size,
             plus one batch asked for out of turn).
         epoch: the current epoch.
@@ -42,6 +56,8 @@ class FeedStats:
     batches_delivered: int
     images_delivered: int
     skipped: tuple[SkippedSample, ...]
+    samples_skipped: int
+    skipped_by_kind: Mapping[str, int]
     wait_seconds: float
     producers_connected: int
     tasks_issued: int
@@ -50,4 +66,8 @@ class FeedStats:
     messages_rejected: int
     connections_refused: int
     peak_outstanding: int
+    tasks_overdue: int = 0
+    results_duplicate: int = 0
+    producers_refused: int = 0
+    slots_quarantined: int = 0
     epoch: int

@@ -35,6 +35,10 @@ class TransportCounters:
     messages_rejected: int = 0
     connections_refused: int = 0
     peak_outstanding: int = 0
+    tasks_overdue: int = 0
+    results_duplicate: int = 0
+    producers_refused: int = 0
+    slots_quarantined: int = 0
 
 
 class Transport(Protocol):

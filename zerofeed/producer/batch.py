@@ -1,12 +1,16 @@
 """Turn one ``TASK`` into one ``RESULT``: every image written straight into one batch buffer.
 
-A sample that takes longer than ``sample_timeout`` (a hung decoder, a stalled network file system,
-a FIFO where a file should be) is cut off with ``SIGALRM`` and reported as a bad sample of kind
-``"timeout"``; the worker goes on with the next one.
+No sample can end a worker: every failure of one sample (a file that cannot be read, a path no
+file can have, an image that does not decode, a plugin that raises, and any other exception) is
+that sample's bad-sample report, its reason cut to :data:`~zerofeed.common.protocol.MAX_REASON_CHARS`
+(:func:`~zerofeed.common.protocol.brief`), and the worker goes on with the next one. A sample
+that takes longer than ``sample_timeout`` (a hung decoder, a stalled network file system, a FIFO
+where a file should be) is cut off with ``SIGALRM`` and reported with kind ``"timeout"``.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -19,13 +23,15 @@ import numpy as np
 
 from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.plan import sample_rng
-from zerofeed.common.protocol import Result, Skipped, Task
+from zerofeed.common.protocol import Result, Skipped, Task, brief
 from zerofeed.common.transforms import TransformSpec
 from zerofeed.producer.paths import SampleLocator
 from zerofeed.producer.plugins import CustomTransform
 from zerofeed.producer.render import Renderer
 
 __all__ = ["BatchMaker"]
+
+log = logging.getLogger("zerofeed.producer")
 
 _MAX_RENDERERS = 8
 
@@ -58,7 +64,7 @@ class BatchMaker:
             renderer = self._renderer(task)
         except ConfigError as exc:
             skipped = tuple(
-                Skipped(index=row, kind="config", reason=str(exc)) for row, _ in task.samples
+                Skipped(index=row, kind="config", reason=brief(str(exc))) for row, _ in task.samples
             )
             return Result(task_id=task.task_id, count=0, skipped=skipped)
         height, width = task.image_size
@@ -74,7 +80,11 @@ class BatchMaker:
                         renderer.render_into(self._locator.locate(path), rng, images[count])
                     count += 1
                 except BadSampleError as exc:
-                    skipped_list.append(Skipped(index=row, kind=exc.kind, reason=exc.reason))
+                    skipped_list.append(Skipped(index=row, kind=exc.kind, reason=brief(exc.reason)))
+                except Exception as exc:  # not foreseen: still this sample's failure alone
+                    log.warning("unexpected failure on sample %d (%r)", row, path, exc_info=True)
+                    reason = f"unexpected {type(exc).__name__}: {exc}"
+                    skipped_list.append(Skipped(index=row, kind="error", reason=brief(reason)))
                 except _SampleTimeout:
                     reason = (
                         f"took longer than {self._sample_timeout:g} s (a hung decoder or stalled "

@@ -27,7 +27,12 @@ class SampleLocator:
         self._folders: dict[str, str] = {}  # folder as named -> its real path
 
     def locate(self, path: str) -> Path:
-        """The file to read for ``path``; raises :class:`BadSampleError` (kind ``outside_root``)."""
+        """The file to read for ``path``; raises :class:`BadSampleError` (kind ``outside_root``,
+        or ``unreadable`` for a path no file can have)."""
+        if "\0" in path:
+            raise BadSampleError(
+                path, "unreadable", "the path contains a NUL byte, which no file name can hold"
+            )
         if self._root is None:
             return Path(path)
         resolved = self._resolve(os.path.join(self._root, path))

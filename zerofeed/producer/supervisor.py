@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zerofeed.common.errors import ConfigError
 from zerofeed.producer.config import ProducerConfig
@@ -51,9 +51,7 @@ _CRASH_LOOP_LIMIT = 3  # quick crashes in a row of one worker that stop the prod
 _WATCH_SECONDS = 0.5
 
 
-def worker_main(
-    config: ProducerConfig, name: str, stop: Any, log_level: int, index: int = 0
-) -> None:
+def worker_main(config: ProducerConfig, name: str, log_level: int, index: int = 0) -> None:
     """Entry point of a spawned worker process.
 
     A worker that cannot start (a plugin, key or metrics port it cannot use) logs why and exits
@@ -73,7 +71,7 @@ def worker_main(
         worker = _make_worker(
             config,
             name,
-            should_stop=lambda: terminated.is_set() or stop.is_set(),
+            should_stop=terminated.is_set,
             report_requested=report_requested,
         )
         metrics = _serve_metrics(config, index, worker)
@@ -154,7 +152,6 @@ class Supervisor:
         self._config = config
         self._grace = grace
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
         self._stopping = threading.Event()
         prefix = config.name or f"{socket.gethostname()}:{os.getpid()}"
         self._names = [f"{prefix}/w{i}" for i in range(config.workers)]
@@ -232,7 +229,7 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         process = self._context.Process(
             target=worker_main,
-            args=(self._config, slot.name, self._stop, log.getEffectiveLevel(), slot.index),
+            args=(self._config, slot.name, log.getEffectiveLevel(), slot.index),
             name=slot.name,
             daemon=True,
         )
@@ -290,8 +287,12 @@ class Supervisor:
         return None
 
     def _shutdown(self, slots: list[_Slot]) -> None:
-        self._stop.set()
+        # SIGTERM is the workers' graceful stop; no multiprocessing Event or lock, whose named
+        # semaphores (/dev/shm/sem.*) a SIGKILL of this process would leave behind.
         running = [(slot.name, slot.process) for slot in slots if slot.process is not None]
+        for _, process in running:
+            if process.is_alive():
+                process.terminate()
         deadline = time.monotonic() + self._grace
         for _, process in running:
             process.join(max(0.0, deadline - time.monotonic()))

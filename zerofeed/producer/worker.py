@@ -11,6 +11,7 @@ reconnects when the consumer has been silent too long: a restarted consumer is f
 from __future__ import annotations
 
 import logging
+import multiprocessing.connection
 import threading
 import time
 from collections import deque
@@ -23,9 +24,11 @@ import zmq
 from zerofeed.common.curve import load_public, load_secret
 from zerofeed.common.errors import ConfigError, ProtocolError
 from zerofeed.common.protocol import (
+    PROTOCOL_VERSION,
     Bye,
     Heartbeat,
     Hello,
+    Incompatible,
     Message,
     Result,
     Task,
@@ -121,7 +124,9 @@ class Worker:
         if self._should_stop():
             return True
         if self._parent_sentinel is not None:
-            return bool(zmq.select([self._parent_sentinel], [], [], 0)[0])
+            # Readable (end of file) once the supervisor is gone, however it went. Not
+            # zmq.select: it reports a hung-up pipe in its error list, not as readable.
+            return bool(multiprocessing.connection.wait([self._parent_sentinel], timeout=0))
         return False
 
 
@@ -239,6 +244,16 @@ class _Connection:
                     self._config.endpoint,
                 )
                 self._session = message.session
+        elif isinstance(message, Incompatible):
+            log.error(
+                "%s: the consumer at %s cannot read this producer's messages: it speaks "
+                "protocol version %d, this producer %d (%s); run the same zerofeed version on both",
+                self._worker._name,
+                self._config.endpoint,
+                message.speaks,
+                PROTOCOL_VERSION,
+                message.reason,
+            )
         elif isinstance(message, Unknown):
             self._pending.clear()
             self._send(self._worker.hello())

@@ -1,0 +1,119 @@
+"""A batch never stays with a producer that does not deliver it (issue 12): a peer that is
+connected and silent, or that answers with results that never validate, holds nothing for long;
+a real producer beside it finishes every epoch, every sample exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from tests.conftest import ID_SIZE, ids_of
+from zerofeed.common.protocol import Hello, Result, Task, Welcome, decode, encode
+from zerofeed.consumer import FeedSequence, FeedTimeoutError
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+
+class Peer:
+    """A raw DEALER that says HELLO and takes tasks; what it does with them is the test's."""
+
+    def __init__(self, endpoint: str, credits: int = 2) -> None:
+        self._context = zmq.Context()
+        self.socket = self._context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.connect(endpoint)
+        self.socket.send_multipart(encode(Hello(producer="peer", credits=credits, transforms=())))
+        self.tasks: list[Task] = []
+
+    def poll(self, seconds: float) -> None:
+        """Receive for ``seconds``, keeping the tasks."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.socket.poll(left * 1000):
+                message = decode(self.socket.recv_multipart())
+                if isinstance(message, Task):
+                    self.tasks.append(message)
+                elif not isinstance(message, Welcome):
+                    continue
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        self._context.term()
+
+
+@pytest.fixture
+def feed(id_dataset: Path) -> Iterator[FeedSequence]:
+    with FeedSequence(
+        id_dataset,
+        batch_size=10,
+        image_size=ID_SIZE,
+        seed=1,
+        bind="tcp://127.0.0.1:0",
+        local_producers=0,
+        lease_timeout=60.0,  # a peer that keeps quiet is not presumed lost: only its tasks end
+        task_timeout=1.0,
+        timeout=60,
+    ) as seq:
+        yield seq
+
+
+def start_local_producer(seq: FeedSequence, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.conftest import start_producer
+
+    return start_producer(seq.endpoint, seq.manifest.producer_root or tmp_path)
+
+
+def one_epoch(seq: FeedSequence) -> list[int]:
+    rows = [row for index in range(len(seq)) for row in ids_of(seq[index][0])]
+    seq.on_epoch_end()
+    return rows
+
+
+def test_a_connected_peer_that_never_answers_holds_no_batch(
+    feed: FeedSequence, tmp_path: Path
+) -> None:
+    peer = Peer(feed.endpoint)
+    try:
+        peer.poll(0.5)
+        assert peer.tasks, "the silent peer was given tasks"
+        producer = start_local_producer(feed, tmp_path)
+        try:
+            for _ in range(2):
+                assert sorted(one_epoch(feed)) == list(range(100))
+            stats = feed.stats
+            assert stats.tasks_overdue >= 1
+            assert stats.producers_lost == 0  # the peer is still connected: only its tasks ended
+        finally:
+            producer.terminate()
+            producer.wait(timeout=30)
+    finally:
+        peer.close()
+
+
+def test_a_peer_whose_results_never_validate_is_refused_and_named(
+    feed: FeedSequence, tmp_path: Path, caplog
+) -> None:
+    peer = Peer(feed.endpoint, credits=1)
+    try:
+        for _ in range(3):  # each refused result puts the batch straight back: to this peer
+            peer.poll(0.5)
+            task = peer.tasks.pop()
+            wrong = Result(task_id=task.task_id, count=len(task.samples), images=b"not pixels")
+            peer.socket.send_multipart(encode(wrong))
+        peer.poll(0.5)
+        with pytest.raises(FeedTimeoutError, match=r"1 of them get no tasks .*failed validation"):
+            feed.feed.get(0, 0, timeout=1.5)
+        assert feed.stats.producers_refused == 1
+        assert "gets no more tasks" in caplog.text
+        producer = start_local_producer(feed, tmp_path)
+        try:
+            assert sorted(one_epoch(feed)) == list(range(100))
+        finally:
+            producer.terminate()
+            producer.wait(timeout=30)
+    finally:
+        peer.close()

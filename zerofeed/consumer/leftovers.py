@@ -1,0 +1,88 @@
+"""What a consumer leaves on the machine, and how a later start tells whose it is and removes it.
+
+A consumer owns two things outside its process: the shared-memory slot file (``/dev/shm``) and
+the private folder of its ipc endpoint (``$TMPDIR``). Each carries an exclusive ``flock`` held by
+its owner for as long as it lives: the kernel drops the lock when the process dies, however it
+dies (SIGKILL included). A pid would not do: in a container the trainer is often PID 1 both
+before and after a restart, and a pid can be reused. A later consumer of the same user removes
+what no process holds any more; other users' files are left alone (``/dev/shm`` is sticky), so
+users of one machine cannot block each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pathlib
+import shutil
+import time
+
+__all__ = ["LOCK_NAME", "OwnerLock", "held", "remove_stale"]
+
+LOCK_NAME = "owner.lock"
+_GRACE_SECONDS = 10.0  # younger than this, an unlocked file may be one being set up right now
+
+
+class OwnerLock:
+    """An exclusive ``flock`` on ``path`` (created if missing, mode 0600), held until
+    :meth:`release` or the process's end. The descriptor is not inherited by children."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def release(self) -> None:
+        """Drop the lock (idempotent); the file itself is the owner's to remove."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def held(path: pathlib.Path) -> bool:
+    """Whether a live process holds ``path``'s owner lock (an unreadable file counts as held)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_stale(folder: pathlib.Path, pattern: str, *, lock_inside: bool = False) -> int:
+    """Remove this user's entries of ``folder`` matching ``pattern`` whose owner is gone.
+
+    ``lock_inside``: the entries are folders whose lock is their :data:`LOCK_NAME` file (else
+    each entry is a file locked itself). Returns how many were removed.
+    """
+    removed = 0
+    uid = os.getuid()
+    for path in folder.glob(pattern):
+        lock = path / LOCK_NAME if lock_inside else path
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if info.st_uid != uid or time.time() - info.st_mtime < _GRACE_SECONDS:
+            continue
+        if not lock.exists() or held(lock):
+            continue
+        with contextlib.suppress(OSError):
+            if lock_inside:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed += 1
+    return removed

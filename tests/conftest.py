@@ -16,6 +16,8 @@ import psutil
 import pytest
 from PIL import Image
 
+from zerofeed.cli import main as zerofeed_main
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ID_SIZE = (12, 10)  # (height, width) of the id images
@@ -122,3 +124,23 @@ def remote_feed(source: Path, *, bind: str = "tcp://127.0.0.1:0", **settings: An
 
     defaults = {"image_size": ID_SIZE, "local_producers": 0, "timeout": 60}
     return FeedSequence(source, bind=bind, **(defaults | settings))
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """CURVE keys in folders ``trainer``, ``producers`` and ``strangers``: a trainer key pair, an authorized producer pair, and a stranger's pair."""
+    folders = {name: tmp_path / name for name in ("trainer", "producers", "strangers")}
+    for folder in folders.values():
+        assert zerofeed_main(["keys", "generate", str(folder)]) == 0
+    return folders
+
+
+def curve_feed(manifest: Path, keys: dict[str, Path], **settings: object) -> Any:
+    """A remote feed that requires CURVE: the trainer's keys, the ``producers`` folder authorised."""
+    defaults = {"batch_size": 10, "seed": 3}
+    return remote_feed(
+        manifest,
+        server_secret_key=keys["trainer"] / "zerofeed.key_secret",
+        authorized_keys=keys["producers"],
+        **(defaults | settings),
+    )

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ID_SIZE, id_color, ids_of, remote_feed, start_producer
-from zerofeed.consumer import FeedSequence
+from tests.conftest import ID_SIZE, id_color, ids_of, remote_feed, start_producer, wait_until
+from zerofeed.consumer import BadSampleError, FeedSequence
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -47,7 +47,7 @@ def write_hostile_source(root: Path) -> tuple[list[tuple[str, int]], dict[str, s
 
 
 @contextmanager
-def hostile_feed(tmp_path: Path, where: str) -> Iterator[FeedSequence]:
+def hostile_feed(tmp_path: Path, where: str, on_error: str = "skip") -> Iterator[FeedSequence]:
     pairs, _ = write_hostile_source(tmp_path)
     settings = {
         "batch_size": 4,
@@ -55,7 +55,7 @@ def hostile_feed(tmp_path: Path, where: str) -> Iterator[FeedSequence]:
         "augment": {"custom": {"fail_on_marked": {}}},
         "plugins": ["tests.plugin_faulty"],
         "shuffle": False,
-        "on_error": "skip",
+        "on_error": on_error,
         "timeout": 30,
     }
     if where == "local":
@@ -91,3 +91,56 @@ def test_hostile_paths_and_failing_plugins_are_bad_samples_and_the_epoch_ends(
     assert len(transform.reason) < 4096, "a long reason is cut short, not refused whole"
     nul = next(s for s in skipped if "nul" in s.path)
     assert "NUL byte" in nul.reason
+
+
+def test_a_sample_that_crashes_the_worker_process_is_skipped_from_then_on(tmp_path: Path) -> None:
+    import psutil
+
+    pairs, _ = write_hostile_source(tmp_path)
+    pairs = [(path, label) for path, label in pairs if "nul" not in path and "ddd" not in path]
+    with FeedSequence(
+        pairs,
+        batch_size=4,
+        image_size=ID_SIZE,
+        augment={"custom": {"crash_on_marked": {}}},
+        plugins=["tests.plugin_crashing"],
+        shuffle=False,
+        on_error="skip",
+        local_producers=2,
+        timeout=60,
+    ) as seq:
+        for epoch in range(3):
+            rows = [row for index in range(len(seq)) for row in ids_of(seq[index][0])]
+            assert sorted(rows) == list(range(GOOD + 1)), f"epoch {epoch}: every good sample once"
+            seq.on_epoch_end()
+        crashes = [s for s in seq.stats.skipped if s.kind == "crash"]
+        assert crashes and all(Path(s.path).name == "marked.png" for s in crashes)
+        assert "SIGSEGV" in crashes[0].reason
+        supervisor = psutil.Process(seq.feed.local_producers_pid)
+
+        def workers() -> int:
+            return sum("spawn_main" in " ".join(w.cmdline()) for w in supervisor.children())
+
+        wait_until(lambda: workers() == 2, timeout=20)  # the producer serves on, whole
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_with_on_error_raise_each_bad_batch_names_its_sample_and_the_rest_is_served(
+    tmp_path: Path, where: str
+) -> None:
+    _, bad = write_hostile_source(tmp_path / "expected")
+    with hostile_feed(tmp_path, where, on_error="raise") as seq:
+        rows: list[int] = []
+        failed: dict[str, str] = {}
+        for index in range(len(seq)):
+            try:
+                rows += ids_of(seq[index][0])
+            except BadSampleError as error:
+                failed[Path(error.path).name[:40]] = error.kind
+    by_row = {GOOD + 1 + i: (Path(p).name[:40], kind) for i, (p, kind) in enumerate(bad.items())}
+    total = GOOD + 1 + len(bad)
+    batches = [range(start, min(start + 4, total)) for start in range(0, total, 4)]
+    clean = [row for batch in batches if not set(batch) & set(by_row) for row in batch]
+    firsts = [min(set(batch) & set(by_row)) for batch in batches if set(batch) & set(by_row)]
+    assert failed == dict(by_row[row] for row in firsts), "each bad batch names its first"
+    assert sorted(rows) == clean, "every batch without a bad sample, once"

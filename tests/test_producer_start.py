@@ -23,7 +23,7 @@ import pytest
 import zmq
 
 import zerofeed
-from tests.conftest import remote_feed
+from tests.conftest import curve_feed
 from zerofeed.cli import main as zerofeed_main
 from zerofeed.common.plugins import load_plugins
 from zerofeed.producer.batch import BatchMaker
@@ -135,54 +135,33 @@ def test_a_peer_that_never_answers_hello_is_named(caplog) -> None:
         context.destroy(linger=0)
 
 
-@pytest.fixture
-def trainer_keys(tmp_path: Path) -> dict[str, Path]:
-    folders = {name: tmp_path / name for name in ("trainer", "producers", "strangers")}
-    for folder in folders.values():
-        assert zerofeed_main(["keys", "generate", str(folder)]) == 0
-    return folders
-
-
-def test_key_less_producer_against_a_curve_trainer_is_told_its_handshake_fails(
-    id_dataset: Path, trainer_keys: dict[str, Path], caplog
-) -> None:
-    caplog.set_level(logging.WARNING, "zerofeed.producer")
-    secret = trainer_keys["trainer"] / "zerofeed.key_secret"
-    with (
-        remote_feed(
-            id_dataset, server_secret_key=secret, authorized_keys=trainer_keys["producers"]
-        ) as feed,
-        running_worker(feed.endpoint),
-    ):
-        message = wait_for_log(caplog, "consumer requires CURVE", within=5)
-    assert "handshake with the consumer" in message and "--server-key" in message
-    assert "not reading" not in caplog.text
-
-
 @pytest.mark.parametrize(
     ("server", "client", "expected"),
     [
+        (None, None, "consumer requires CURVE"),  # a producer without keys
         ("strangers", "producers", "is --server-key the public key"),  # wrong server key
         ("trainer", "strangers", "refused this producer's CURVE key"),  # not authorised
     ],
 )
-def test_a_curve_producer_with_the_wrong_keys_is_told_which(
-    id_dataset: Path, trainer_keys: dict[str, Path], caplog, server: str, client: str, expected: str
+def test_a_producer_without_the_right_keys_is_told_its_handshake_fails_and_why(
+    id_dataset: Path,
+    keys: dict[str, Path],
+    caplog,
+    server: str | None,
+    client: str | None,
+    expected: str,
 ) -> None:
     caplog.set_level(logging.WARNING, "zerofeed.producer")
-    secret = trainer_keys["trainer"] / "zerofeed.key_secret"
-    with (
-        remote_feed(
-            id_dataset, server_secret_key=secret, authorized_keys=trainer_keys["producers"]
-        ) as feed,
-        running_worker(
-            feed.endpoint,
-            server_key=trainer_keys[server] / "zerofeed.key",
-            secret_key=trainer_keys[client] / "zerofeed.key_secret",
-        ),
-    ):
+    own = (
+        {"server_key": keys[server] / "zerofeed.key"}
+        | {"secret_key": keys[client] / "zerofeed.key_secret"}
+        if server is not None and client is not None
+        else {}
+    )
+    with curve_feed(id_dataset, keys) as feed, running_worker(feed.endpoint, **own):
         message = wait_for_log(caplog, re.escape(expected), within=5)
     assert "handshake with the consumer" in message
+    assert "not reading" not in caplog.text
 
 
 def test_workers_exit_when_their_supervisor_is_sigkilled() -> None:

@@ -14,30 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ids_of, remote_feed, start_producer, write_id_dataset
+from tests.conftest import curve_feed, ids_of, remote_feed, start_producer, write_id_dataset
 from zerofeed.cli import main as zerofeed_main
 from zerofeed.common.errors import FeedTimeoutError
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> dict[str, Path]:
-    """A trainer key pair, an authorized producer pair, and a stranger's pair."""
-    folders = {name: tmp_path / name for name in ("trainer", "producers", "strangers")}
-    for folder in folders.values():
-        assert zerofeed_main(["keys", "generate", str(folder)]) == 0
-    return folders
-
-
-def curve_feed(manifest: Path, keys: dict[str, Path], **settings: object):
-    defaults = {"batch_size": 10, "seed": 3}
-    return remote_feed(
-        manifest,
-        server_secret_key=keys["trainer"] / "zerofeed.key_secret",
-        authorized_keys=keys["producers"],
-        **(defaults | settings),
-    )
 
 
 def curve_options(server: Path, secret: Path) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zerofeed.common.errors import ConfigError, ManifestError
 from zerofeed.common.manifest import load_manifest, validate_label_mode
@@ -80,3 +82,43 @@ def test_an_incompatible_reply_is_read_whatever_its_version() -> None:
     future = msgpack.packb({"v": 99, "t": "incompatible", "speaks": 99, "reason": "upgrade"})
     reply = decode([future])
     assert reply == Incompatible(speaks=99, reason="upgrade")
+
+
+# -- manifests as users write them, fuzzed ------------------------------------------------------
+
+_SEGMENT = st.text(
+    alphabet=st.characters(
+        whitelist_categories=("Lu", "Ll", "Nd"), whitelist_characters=" -_,'\"é漢"
+    ),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: s == s.strip() and s not in (".", ".."))
+_PATH = st.lists(_SEGMENT, min_size=1, max_size=4).map(lambda parts: "/".join(parts) + ".jpg")
+_ROWS = st.one_of(
+    st.lists(st.tuples(_PATH, st.integers(0, 10**6)), min_size=1, max_size=30),
+    st.lists(
+        st.tuples(_PATH, st.text(alphabet="abcxyz", min_size=1, max_size=5)),
+        min_size=1,
+        max_size=30,
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=_ROWS)
+def test_csv_rows_come_back_as_written(tmp_path_factory, rows) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    manifest_path = folder / "m.csv"
+    with manifest_path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    manifest = load_manifest(manifest_path, header=False)
+    assert manifest.paths == tuple(path for path, _ in rows)
+    labels = [label for _, label in rows]
+    assert manifest.labels is not None
+    if isinstance(labels[0], int):
+        assert manifest.labels.tolist() == labels
+    else:
+        assert manifest.class_names == tuple(sorted(set(labels)))
+        assert [manifest.class_names[i] for i in manifest.labels.tolist()] == labels

@@ -65,6 +65,7 @@ class Hello:
     credits: int
     transforms: tuple[str, ...] = ()
     slots: str = ""  # the consumer's shared-memory slot file this worker has mapped, if any
+    pid: int | None = None  # its process id, sent with ``slots`` (same machine, same namespace)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +192,8 @@ def encode(message: Message) -> list[Any]:
             }
             if message.slots:
                 header["slots"] = message.slots
+            if message.pid is not None:
+                header["pid"] = message.pid
         case Welcome():
             header |= {
                 "t": "welcome",
@@ -375,6 +378,7 @@ def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
         credits=f.integer("credits", low=1, high=1024),
         transforms=tuple(transforms),
         slots=f.text("slots") if "slots" in f.header else "",
+        pid=f.integer("pid", low=1, high=2**31) if "pid" in f.header else None,
     )
 
 

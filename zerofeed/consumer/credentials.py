@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from zerofeed.common.curve import generate, load_public, load_secret
 from zerofeed.common.errors import ConfigError
+from zerofeed.common.leftovers import OwnerLock, owned_folder
 from zerofeed.consumer.dispatcher import CurveServer
 
 __all__ = ["curve_settings"]
@@ -17,9 +17,10 @@ def curve_settings(
     authorized_keys: str | Path | None,
     *,
     local_producers: int,
-) -> tuple[CurveServer | None, tuple[Path, Path] | None, str | None]:
-    """The socket's CURVE settings, the local producers' key files and the private folder
-    holding them (the caller removes it at close); all None without CURVE.
+) -> tuple[CurveServer | None, tuple[Path, Path] | None, tuple[Path, OwnerLock] | None]:
+    """The socket's CURVE settings, the local producers' key files, and the private folder
+    holding them with its owner lock (the caller removes the folder and releases the lock at
+    close; a later start removes it if this process is killed); all None without CURVE.
 
     Local producers get a fresh key pair, accepted in addition to ``authorized_keys``.
     """
@@ -34,11 +35,11 @@ def curve_settings(
     keys = load_secret(Path(server_secret_key))
     if not local_producers:
         return CurveServer(keys=keys, authorized=Path(authorized_keys)), None, None
-    folder = tempfile.mkdtemp(prefix="zerofeed-keys-")  # 0700: only this user reads it
-    public, secret = generate(Path(folder), "local-producers")
+    folder, owner = owned_folder("keys")  # 0700: only this user reads it
+    public, secret = generate(folder, "local-producers")
     server = CurveServer(
         keys=keys,
         authorized=Path(authorized_keys),
         also_authorized=frozenset({load_public(public)}),
     )
-    return server, (Path(server_secret_key), secret), folder
+    return server, (Path(server_secret_key), secret), (folder, owner)

@@ -213,6 +213,7 @@ class Dispatcher:
                     p.refused is not None for p in self._scheduler.producers.values()
                 ),
                 slots_quarantined=self._scheduler.slots_quarantined,
+                batches_in_shared_memory=counters.results_in_slots,
             )
 
     def fail(self, error: ZerofeedError) -> None:
@@ -499,6 +500,7 @@ class Dispatcher:
     def _maintain(self) -> None:
         now = time.monotonic()
         with self._lock:
+            self._scheduler.reclaim_slots()
             lost = self._scheduler.expire(now)
             overdue = self._scheduler.overdue(now)
             bound = self._scheduler.task_bound()

@@ -24,10 +24,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import os
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -41,6 +39,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from zerofeed.common.errors import BadSampleError, ConfigError, ProducerLostError, ZerofeedError
+from zerofeed.common.leftovers import owned_folder
 from zerofeed.common.manifest import Manifest, ManifestSource, load_manifest, validate_label_mode
 from zerofeed.common.metrics import Metric, MetricsServer
 from zerofeed.common.plugins import load_plugins
@@ -53,7 +52,6 @@ from zerofeed.consumer.endpoints import (
     validate_bind,
     warn_if_exposed,
 )
-from zerofeed.consumer.leftovers import LOCK_NAME, OwnerLock, remove_stale
 from zerofeed.consumer.local import LocalProducers
 from zerofeed.consumer.metrics import feed_metrics
 from zerofeed.consumer.recipe import BatchRecipe
@@ -76,6 +74,7 @@ log = logging.getLogger("zerofeed.consumer")
 
 _RECENT_SECONDS = 30.0
 _SPARE_SLOTS = 2  # shared-memory batches beyond max_queue_size: those the caller still holds
+_TERMINATION_WAIT = 5.0  # seconds a SIGTERM waits for the local producers' own clean stop
 
 
 class Lifecycle(enum.Enum):
@@ -257,11 +256,14 @@ class Feed:
             endpoint = private_endpoint(folder)
         else:
             endpoint = validate_bind(serving.bind)
-        curve, local_credentials, keys_folder = curve_settings(
+        curve, local_credentials, keys = curve_settings(
             serving.server_secret_key, serving.authorized_keys, local_producers=workers
         )
-        if keys_folder is not None:
+        keys_folder = None
+        if keys is not None:
+            keys_folder, keys_owner = keys
             stack.callback(shutil.rmtree, keys_folder, ignore_errors=True)
+            stack.callback(keys_owner.release)
         if workers and serving.shared_memory:
             self._slots = _slot_pool(recipe.batch_bytes, serving.max_queue_size + _SPARE_SLOTS)
             if self._slots is not None:
@@ -301,7 +303,9 @@ class Feed:
                 on_exit=_local_exit_reporter(dispatcher),
             )
             stack.callback(self._local.close)
-        termination = TerminationCleanup(partial(_on_termination, self._local, self._slots, folder))
+        termination = TerminationCleanup(
+            partial(_on_termination, self._local, self._slots, (folder, keys_folder))
+        )
         if termination.install():
             stack.callback(termination.uninstall)
         return dispatcher
@@ -454,6 +458,7 @@ class Feed:
                 results_duplicate=counters.results_duplicate,
                 producers_refused=counters.producers_refused,
                 slots_quarantined=counters.slots_quarantined,
+                batches_in_shared_memory=counters.batches_in_shared_memory,
                 epoch=self._epoch,
             )
 
@@ -609,27 +614,25 @@ def _check_plugins(required: tuple[str, ...], plugins: tuple[str, ...]) -> None:
 
 
 def _on_termination(
-    local: LocalProducers | None, slots: SlotPool | None, folder: str | None
+    local: LocalProducers | None, slots: SlotPool | None, folders: tuple[str | Path | None, ...]
 ) -> None:
     """What a SIGTERM must not leave behind (see :mod:`zerofeed.consumer.termination`)."""
-    if local is not None:
-        local.terminate_group()
+    if local is not None:  # their graceful stop removes what they own; bounded, as docker stop is
+        local.terminate_group(wait=_TERMINATION_WAIT)
     if slots is not None:
         slots.unlink()
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in folders:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _private_folder(stack: contextlib.ExitStack) -> str:
     """A fresh 0700 folder for the ipc endpoint, removed by ``stack``; it carries its owner's
     lock, so that the next start of this user removes it if this process is killed."""
-    temp = Path(tempfile.gettempdir())
-    mine = f"zerofeed-feed-{os.getuid()}-"
-    remove_stale(temp, mine + "*", lock_inside=True)
-    folder = tempfile.mkdtemp(prefix=mine, dir=temp)
+    folder, owner = owned_folder("feed")
     stack.callback(shutil.rmtree, folder, ignore_errors=True)
-    stack.callback(OwnerLock(Path(folder) / LOCK_NAME).release)
-    return folder
+    stack.callback(owner.release)
+    return str(folder)
 
 
 def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:

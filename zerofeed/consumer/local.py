@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,9 +154,14 @@ class LocalProducers:
         self._watcher.join(timeout=5)
         self._reader.join(timeout=5)
 
-    def terminate_group(self) -> None:
-        """SIGTERM to the producers' process group, now: lock-free, safe in a signal handler."""
+    def terminate_group(self, *, wait: float = 0.0) -> None:
+        """SIGTERM to the producers' process group, then up to ``wait`` seconds for their
+        supervisor to end (its graceful stop cleans up after itself): no lock taken, safe in a
+        signal handler (the exit watcher thread reaps it meanwhile)."""
         self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while self._process.returncode is None and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -57,6 +57,7 @@ class ProducerInfo:
     connection: int | None = None
     tasks: set[int] = field(default_factory=set)
     shares_slots: bool = False  # it mapped this consumer's shared-memory slots
+    pid: int | None = None  # its process (local producers that share the slots say)
     strikes: int = 0  # results in a row that failed validation
     refused: str | None = None  # why it gets no more tasks (its results kept failing validation)
 
@@ -100,6 +101,7 @@ class SchedulerCounters:
     producers_lost: int = 0
     tasks_overdue: int = 0  # tasks issued again because they took too long
     results_duplicate: int = 0  # results for a batch another producer had delivered first
+    results_in_slots: int = 0  # accepted results whose images came in a shared-memory slot
 
 
 class Scheduler:
@@ -171,6 +173,7 @@ class Scheduler:
             connection=connection,
             shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
             refused=self._refused_names.get(hello.producer),
+            pid=hello.pid,
         )
         self.producers[identity] = producer
         return producer
@@ -219,8 +222,8 @@ class Scheduler:
             if lease.slot is not None and self._slots is not None:
                 if task_id in unstarted:
                     self._slots.release(lease.slot)
-                else:  # the producer may still be writing it
-                    self._slots.quarantine(lease.slot)
+                else:  # the producer may still be writing it, until its process is gone
+                    self._slots.quarantine(lease.slot, owner=producer.pid)
             if self._issued.get(lease.key) == task_id:
                 del self._issued[lease.key]
                 if self._wanted(lease.key):
@@ -243,6 +246,11 @@ class Scheduler:
         self._release(producer)
         producer.tasks.clear()
         return producer
+
+    def reclaim_slots(self) -> None:
+        """Lend again the quarantined slots of producer processes that have exited."""
+        if self._slots is not None:
+            self._slots.reclaim()
 
     @property
     def slots_quarantined(self) -> int:
@@ -425,6 +433,8 @@ class Scheduler:
         )
         self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
         self._ready[lease.key] = batch
+        if in_slot:
+            self.counters.results_in_slots += 1
         return batch
 
     def _validate(self, lease: Lease, result: Result) -> ReadyBatch:

@@ -6,9 +6,11 @@ that memory. A slot is free again when the last array over it is garbage-collect
 scheduler's copy, the caller's, and any view of either), when a result that was not used arrives
 for it, or when its task is handed back unstarted. A slot whose producer vanished mid-task might
 still be written to, so it is **quarantined** for good; with no slot free, tasks go over the
-socket as for remote producers. Only producers on this machine can map the file (``/dev/shm``,
+socket as for remote producers. A quarantined slot whose producer said its pid (local producers
+do) is lent again once that process has exited (a ``pidfd`` says so, whatever pids are reused):
+the slots of killed workers come back. Only producers on this machine can map the file (``/dev/shm``,
 mode 0600, unlinked on close). Its name carries the user's uid and the file carries its owner's
-lock (:mod:`zerofeed.consumer.leftovers`): after a SIGKILL, the next consumer of that user removes
+lock (:mod:`zerofeed.common.leftovers`): after a SIGKILL, the next consumer of that user removes
 it, whatever the pids.
 """
 
@@ -19,14 +21,15 @@ import math
 import os
 import pathlib
 import secrets
+import select
 import tempfile
 import threading
 import weakref
 
 import numpy as np
 
+from zerofeed.common.leftovers import OwnerLock, publish, remove_stale, setup_name
 from zerofeed.common.slots import SlotFile
-from zerofeed.consumer.leftovers import OwnerLock, remove_stale
 
 __all__ = ["SlotPool"]
 
@@ -48,11 +51,20 @@ class SlotPool:
         folder = directory or _shared_memory_folder()
         mine = f"{_PREFIX}{os.getuid()}-"
         remove_stale(folder, mine + "*")  # left by this user's consumers that were killed
-        path = folder / f"{mine}{secrets.token_hex(8)}"
-        self._file = SlotFile(path, slot_bytes=slot_bytes, count=count, create=True)
-        self._owner = OwnerLock(path)
+        made = setup_name(folder)
+        self._file = SlotFile(made, slot_bytes=slot_bytes, count=count, create=True)
+        try:
+            self._owner = OwnerLock(made)
+            self._file.path = publish(made, folder / f"{mine}{secrets.token_hex(8)}")
+        except OSError:
+            made.unlink(missing_ok=True)
+            self._file.close()
+            raise
         self._free = list(range(count))
         self._quarantined: set[int] = set()
+        self._owners: dict[
+            int, int
+        ] = {}  # quarantined slot -> pidfd of the process that may write it
         self._lock = (
             threading.RLock()
         )  # re-entrant: a batch may be garbage-collected (and free its slot) anywhere
@@ -99,13 +111,42 @@ class SlotPool:
     def release(self, slot: int) -> None:
         """``slot`` is no longer written or read: lend it again."""
         with self._lock:
-            if slot not in self._quarantined and slot not in self._free:
-                heapq.heappush(self._free, slot)
+            self._release_locked(slot)
 
-    def quarantine(self, slot: int) -> None:
-        """A producer that vanished may still write ``slot``: never lend it again."""
+    def _release_locked(self, slot: int) -> None:
+        if slot not in self._quarantined and slot not in self._free:
+            heapq.heappush(self._free, slot)
+
+    def quarantine(self, slot: int, *, owner: int | None = None) -> None:
+        """A producer that vanished may still write ``slot``: lend it again only once process
+        ``owner`` has exited (:meth:`reclaim`), or never when the owner is not known."""
+        pidfd = None
+        if owner is not None:
+            try:
+                pidfd = os.pidfd_open(owner)
+            except ProcessLookupError:  # already gone: nothing can write it any more
+                self.release(slot)
+                return
+            except OSError:  # cannot be watched here (an old kernel): quarantined for good
+                pidfd = None
         with self._lock:
             self._quarantined.add(slot)
+            if pidfd is not None:
+                self._owners[slot] = pidfd
+
+    def reclaim(self) -> int:
+        """Lend again the quarantined slots whose owner process has exited; how many."""
+        if not self._owners:  # the common case, without the lock: a stale answer costs a tick
+            return 0
+        with self._lock:
+            owners = dict(self._owners)
+        done = [slot for slot, pidfd in owners.items() if _exited(pidfd)]
+        with self._lock:
+            for slot in done:
+                os.close(self._owners.pop(slot))
+                self._quarantined.discard(slot)
+                self._release_locked(slot)
+        return len(done)
 
     def images(
         self, slot: int, count: int, image_shape: tuple[int, ...], dtype: np.dtype
@@ -130,9 +171,17 @@ class SlotPool:
             self._closed = True
         self._file.path.unlink(missing_ok=True)
         self._owner.release()
+        with self._lock:
+            owners, self._owners = self._owners, {}
+        for pidfd in owners.values():
+            os.close(pidfd)
         self._file.close()
 
 
 def _shared_memory_folder() -> pathlib.Path:
     shm = pathlib.Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else pathlib.Path(tempfile.gettempdir())
+
+
+def _exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])

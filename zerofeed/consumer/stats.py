@@ -46,8 +46,10 @@ class FeedStats:
         results_duplicate: results dropped because another producer delivered the batch first.
         producers_refused: producers that get no more tasks because their results kept failing
             validation.
-        slots_quarantined: shared-memory slots not lent again because a producer that vanished
-            mid-task might still write them.
+        slots_quarantined: shared-memory slots not lent now because a producer that vanished
+            mid-task might still write them (lent again once its process has exited).
+        batches_in_shared_memory: batches received in a shared-memory slot (the rest came over
+            the socket).
         peak_outstanding: the most batches ever in flight or held at once (bounded by max_queue_size,
             plus one batch asked for out of turn).
         epoch: the current epoch.
@@ -70,4 +72,5 @@ class FeedStats:
     results_duplicate: int = 0
     producers_refused: int = 0
     slots_quarantined: int = 0
+    batches_in_shared_memory: int = 0
     epoch: int

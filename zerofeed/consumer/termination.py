@@ -67,3 +67,6 @@ class TerminationCleanup:
             return
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+        # Still here: this is PID 1 of its namespace (a container's trainer), to which the
+        # kernel does not apply a default action. End as a shell reports a SIGTERM.
+        os._exit(128 + signum)

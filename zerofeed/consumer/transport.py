@@ -39,6 +39,7 @@ class TransportCounters:
     results_duplicate: int = 0
     producers_refused: int = 0
     slots_quarantined: int = 0
+    batches_in_shared_memory: int = 0
 
 
 class Transport(Protocol):

@@ -25,6 +25,7 @@ from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.plan import sample_rng
 from zerofeed.common.protocol import Result, Skipped, Task, brief
 from zerofeed.common.transforms import TransformSpec
+from zerofeed.producer.crashes import Breadcrumb
 from zerofeed.producer.paths import SampleLocator
 from zerofeed.producer.plugins import CustomTransform
 from zerofeed.producer.render import Renderer
@@ -45,7 +46,14 @@ class BatchMaker:
         locator: SampleLocator,
         transforms: Mapping[str, CustomTransform],
         sample_timeout: float | None = None,
+        breadcrumb: Breadcrumb | None = None,
+        crashed: Mapping[str, str] | None = None,
     ) -> None:
+        """``breadcrumb`` notes each sample while it is made; ``crashed`` are samples that ended
+        a worker process before, with how (reported as bad samples of kind ``"crash"``, unread):
+        see :mod:`zerofeed.producer.crashes`."""
+        self._breadcrumb = breadcrumb
+        self._crashed = dict(crashed or {})
         self._locator = locator
         self._transforms = transforms
         self._sample_timeout = sample_timeout
@@ -74,6 +82,12 @@ class BatchMaker:
         count = 0
         with _Deadline(self._sample_timeout) as deadline:
             for row, path in task.samples:
+                crashed = self._crashed.get(path)
+                if crashed is not None:
+                    skipped_list.append(Skipped(index=row, kind="crash", reason=brief(crashed)))
+                    continue
+                if self._breadcrumb is not None:
+                    self._breadcrumb.begin(path)
                 try:
                     rng = sample_rng(task.seed, task.epoch, row)
                     with deadline.sample():
@@ -91,6 +105,9 @@ class BatchMaker:
                         "storage); raise --sample-timeout if such files are legitimately slow"
                     )
                     skipped_list.append(Skipped(index=row, kind="timeout", reason=reason))
+                finally:
+                    if self._breadcrumb is not None:
+                        self._breadcrumb.end()
         self.images_made += count
         self.batches_made += 1
         if out is not None:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -26,11 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from zerofeed.common.errors import ConfigError
+from zerofeed.common.leftovers import owned_folder
 from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.crashes import Breadcrumb, PoisonList, last_sample, oom_kills
 
 if TYPE_CHECKING:
     from zerofeed.common.metrics import MetricsServer
@@ -48,10 +52,15 @@ EXIT_CRASH_LOOP = 3
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 _QUICK_EXIT_SECONDS = 5.0  # a worker that fails sooner after its start "crashed at start"
 _CRASH_LOOP_LIMIT = 3  # quick crashes in a row of one worker that stop the producer
+_CRASH_SIGNALS = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+)  # a worker ended by one of these crashed on what it was doing
 _WATCH_SECONDS = 0.5
 
 
-def worker_main(config: ProducerConfig, name: str, log_level: int, index: int = 0) -> None:
+def worker_main(
+    config: ProducerConfig, name: str, log_level: int, index: int, crashes: str
+) -> None:
     """Entry point of a spawned worker process.
 
     A worker that cannot start (a plugin, key or metrics port it cannot use) logs why and exits
@@ -71,6 +80,7 @@ def worker_main(config: ProducerConfig, name: str, log_level: int, index: int = 
         worker = _make_worker(
             config,
             name,
+            crashes=_Crashes(Path(crashes), index),
             should_stop=terminated.is_set,
             report_requested=report_requested,
         )
@@ -89,6 +99,7 @@ def _make_worker(
     config: ProducerConfig,
     name: str,
     *,
+    crashes: _Crashes,
     should_stop: Callable[[], bool],
     report_requested: threading.Event,
 ) -> Worker:
@@ -106,6 +117,8 @@ def _make_worker(
             locator=SampleLocator(config.data_root),
             transforms=transforms,
             sample_timeout=config.sample_timeout or None,
+            breadcrumb=Breadcrumb(crashes.breadcrumb),
+            crashed=crashes.poison.load(),
         ),
         transforms=tuple(sorted(transforms)),
         should_stop=should_stop,
@@ -124,6 +137,22 @@ def _serve_metrics(config: ProducerConfig, index: int, worker: Worker) -> Metric
 
 
 _LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
+@dataclass(frozen=True)
+class _Crashes:
+    """Where worker ``index`` notes the sample it makes, and the producer's poison list."""
+
+    folder: Path
+    index: int
+
+    @property
+    def breadcrumb(self) -> Path:
+        return self.folder / f"w{self.index}.breadcrumb"
+
+    @property
+    def poison(self) -> PoisonList:
+        return PoisonList(self.folder / "poison")
 
 
 @dataclass
@@ -153,6 +182,8 @@ class Supervisor:
         self._grace = grace
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
+        self._oom_kills = oom_kills()  # the cgroup's count so far: a rise blames a SIGKILL
+        self._crashes_folder = Path()  # set by run()
         prefix = config.name or f"{socket.gethostname()}:{os.getpid()}"
         self._names = [f"{prefix}/w{i}" for i in range(config.workers)]
 
@@ -170,12 +201,15 @@ class Supervisor:
             "producer starting %d worker(s) for %s", self._config.workers, self._config.endpoint
         )
         slots = [_Slot(name=name, index=index) for index, name in enumerate(self._names)]
+        self._crashes_folder, owner = owned_folder("producer")
         try:
             for slot in slots:
                 self._start(slot)
             return self._supervise(slots)
         finally:
             self._shutdown(slots)
+            shutil.rmtree(self._crashes_folder, ignore_errors=True)
+            owner.release()
 
     def _supervise(self, slots: list[_Slot]) -> int:
         """Watch the workers until a stop is asked for (0) or one keeps crashing at start."""
@@ -229,7 +263,13 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         process = self._context.Process(
             target=worker_main,
-            args=(self._config, slot.name, log.getEffectiveLevel(), slot.index),
+            args=(
+                self._config,
+                slot.name,
+                log.getEffectiveLevel(),
+                slot.index,
+                str(self._crashes_folder),
+            ),
             name=slot.name,
             daemon=True,
         )
@@ -261,7 +301,12 @@ class Supervisor:
             log.info("worker %s saw its consumer go; stopping the producer", slot.name)
             self.stop()
             return 0
-        slot.quick_crashes = slot.quick_crashes + 1 if code and uptime < _QUICK_EXIT_SECONDS else 0
+        if code and self._note_crash(slot, code):
+            slot.quick_crashes = 0  # a sample's fault, not the worker's start-up: not a loop
+        else:
+            slot.quick_crashes = (
+                slot.quick_crashes + 1 if code and uptime < _QUICK_EXIT_SECONDS else 0
+            )
         if slot.quick_crashes >= _CRASH_LOOP_LIMIT:
             log.error(
                 "worker %s keeps crashing at start: it exited with code %s %d times in a row, "
@@ -285,6 +330,35 @@ class Supervisor:
         )
         slot.restart_at = now + delay
         return None
+
+    def _note_crash(self, slot: _Slot, code: int) -> bool:
+        """A worker died abnormally: if it was making a sample, no worker makes it again.
+        True when a sample was to blame."""
+        crashes = _Crashes(self._crashes_folder, slot.index)
+        sample = last_sample(crashes.breadcrumb)
+        if sample is None:
+            return False
+        how = _exit_description(code)
+        if code < 0 and -code not in _CRASH_SIGNALS:
+            # Killed from outside: the sample's fault only if the OOM killer did it (a huge
+            # image can provoke it), not an operator's or a chaos test's kill.
+            seen, self._oom_kills = self._oom_kills, oom_kills()
+            if seen is None or self._oom_kills is None or self._oom_kills <= seen:
+                return False
+            how = "killed by the out-of-memory killer"
+        crashes.poison.add(
+            sample,
+            f"a worker process died ({how}) while making this sample; it is skipped from now on "
+            "so that it cannot end the other workers too",
+        )
+        log.error(
+            "worker %s died (%s) while making sample %r; this producer's workers report it as a "
+            "bad sample (kind 'crash') from now on",
+            slot.name,
+            how,
+            sample,
+        )
+        return True
 
     def _shutdown(self, slots: list[_Slot]) -> None:
         # SIGTERM is the workers' graceful stop; no multiprocessing Event or lock, whose named
@@ -320,3 +394,13 @@ def _preflight(config: ProducerConfig) -> None:
         from zerofeed.producer.plugins import load_plugins
 
         load_plugins(config.plugins)
+
+
+def _exit_description(code: int) -> str:
+    """A worker's exit code in words: ``killed by SIGSEGV`` or ``exit code 3``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.connection
+import os
 import threading
 import time
 from collections import deque
@@ -89,6 +90,7 @@ class Worker:
             credits=self._config.prefetch,
             transforms=self._transforms,
             slots=str(self._slots.path) if self._slots is not None else "",
+            pid=os.getpid() if self._slots is not None else None,
         )
 
     def make(self, task: Task) -> Result:

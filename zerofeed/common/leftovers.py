@@ -6,7 +6,9 @@ its owner for as long as it lives: the kernel drops the lock when the process di
 dies (SIGKILL included). A pid would not do: in a container the trainer is often PID 1 both
 before and after a restart, and a pid can be reused. A later consumer of the same user removes
 what no process holds any more; other users' files are left alone (``/dev/shm`` is sticky), so
-users of one machine cannot block each other.
+users of one machine cannot block each other. Each is made under a hidden name, locked, and only
+then renamed into place (:func:`publish`): an entry under its final name is always held while its
+owner lives, so a later start may remove any unheld one at once.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ import contextlib
 import fcntl
 import os
 import pathlib
+import secrets
 import shutil
-import time
+import tempfile
 
-__all__ = ["LOCK_NAME", "OwnerLock", "held", "remove_stale"]
+__all__ = [
+    "LOCK_NAME",
+    "SETUP_PREFIX",
+    "OwnerLock",
+    "held",
+    "owned_folder",
+    "publish",
+    "remove_stale",
+    "setup_name",
+]
 
 LOCK_NAME = "owner.lock"
-_GRACE_SECONDS = 10.0  # younger than this, an unlocked file may be one being set up right now
+SETUP_PREFIX = ".zerofeed-setup-"
+"""Entries are made under this prefix, then renamed into place once locked."""
 
 
 class OwnerLock:
@@ -42,6 +55,35 @@ class OwnerLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def setup_name(folder: pathlib.Path) -> pathlib.Path:
+    """A fresh hidden name in ``folder`` to make an entry under before :func:`publish`."""
+    return folder / f"{SETUP_PREFIX}{os.getuid()}-{secrets.token_hex(8)}"
+
+
+def publish(made: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
+    """Rename ``made`` (locked by now) to ``final``; raises ``FileExistsError`` if taken."""
+    if final.exists():
+        raise FileExistsError(f"{final} exists already")
+    os.rename(made, final)
+    return final
+
+
+def owned_folder(kind: str) -> tuple[pathlib.Path, OwnerLock]:
+    """A fresh 0700 folder ``zerofeed-<kind>-<uid>-<random>`` in the temp folder, carrying its
+    owner's lock; first removes this user's folders of that kind whose owner is gone. The caller
+    removes the folder and releases the lock when done."""
+    temp = pathlib.Path(tempfile.gettempdir())
+    mine = f"zerofeed-{kind}-{os.getuid()}-"
+    remove_stale(temp, mine + "*", lock_inside=True)
+    made = pathlib.Path(tempfile.mkdtemp(prefix=setup_name(temp).name, dir=temp))
+    try:
+        owner = OwnerLock(made / LOCK_NAME)
+        return publish(made, temp / f"{mine}{secrets.token_hex(8)}"), owner
+    except OSError:
+        shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def held(path: pathlib.Path) -> bool:
@@ -75,7 +117,7 @@ def remove_stale(folder: pathlib.Path, pattern: str, *, lock_inside: bool = Fals
             info = path.lstat()
         except OSError:
             continue
-        if info.st_uid != uid or time.time() - info.st_mtime < _GRACE_SECONDS:
+        if info.st_uid != uid:
             continue
         if not lock.exists() or held(lock):
             continue

@@ -4,6 +4,9 @@ a real producer beside it finishes every epoch, every sample exactly once."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +120,60 @@ def test_a_peer_whose_results_never_validate_is_refused_and_named(
             producer.wait(timeout=30)
     finally:
         peer.close()
+
+
+def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_path: Path) -> None:
+    import numpy as np
+    import psutil
+    from PIL import Image
+
+    from tests.conftest import start_producer, write_id_dataset
+
+    manifest = write_id_dataset(tmp_path, 30)
+    marked = np.zeros((*ID_SIZE, 3), np.uint8)
+    marked[..., 2] = 199
+    Image.fromarray(marked).save(tmp_path / "img" / "00007.png")
+    endpoint = f"ipc://{tmp_path}/feed.sock"
+    producer = start_producer(
+        endpoint, tmp_path, "--plugin", "tests.plugin_hanging", "--workers", "6"
+    )
+    try:
+        with FeedSequence(
+            manifest,
+            batch_size=5,
+            image_size=ID_SIZE,
+            augment={"custom": {"hang_on_marked": {}}},
+            plugins=["tests.plugin_hanging"],
+            shuffle=False,
+            on_error="skip",
+            bind=endpoint,
+            local_producers=0,
+            task_timeout=1.0,
+            max_queue_size=3,
+            timeout=60,
+        ) as seq:
+            for epoch in range(2):  # the second epoch leaves the sample out from the start
+                rows = [row for index in range(len(seq)) for row in ids_of(seq[index][0])]
+                assert sorted(rows) == [r for r in range(30) if r != 7], f"epoch {epoch}"
+                seq.on_epoch_end()
+            skipped = seq.stats.skipped
+        assert [(s.path, s.kind, s.epoch) for s in skipped] == [
+            ("img/00007.png", "stalled", 0),
+            ("img/00007.png", "stalled", 1),
+        ]
+    finally:
+        tree = [producer.pid, *(p.pid for p in psutil.Process(producer.pid).children(True))]
+        for pid in tree:  # workers stuck in the plugin cannot stop gracefully
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        producer.wait(timeout=30)
+        psutil.wait_procs([p for p in map(_process, tree) if p is not None], timeout=10)
+
+
+def _process(pid: int):  # type: ignore[no-untyped-def]
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None

@@ -13,7 +13,15 @@ import pytest
 from zerofeed.common.errors import ProtocolError
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Hello, Result, Skipped
-from zerofeed.consumer.scheduler import Key, Lease, ReadyBatch, ResultMismatch, Scheduler
+from zerofeed.consumer.scheduler import (
+    SAMPLE_ATTEMPTS,
+    SPLIT_AFTER,
+    Key,
+    Lease,
+    ReadyBatch,
+    ResultMismatch,
+    Scheduler,
+)
 
 SHAPE = (2, 2, 3)
 PIXELS = int(np.prod(SHAPE))
@@ -653,3 +661,57 @@ def test_a_good_result_clears_the_strikes() -> None:
     (lease,) = scheduler.assign()
     complete(scheduler, lease)
     assert scheduler.producers[A].strikes == 0
+
+
+# --------------------------------------------------------------------------- split batches
+
+
+def lose_whole_batch(scheduler: Scheduler, times: int) -> None:
+    """Producer A takes batch (0, 0) and is lost with it, ``times`` times."""
+    for _ in range(times):
+        join(scheduler, A, 1)
+        (lease,) = scheduler.assign(now=0.0)
+        assert lease.key == (0, 0) and lease.part is None
+        scheduler.lose(A)
+
+
+def test_a_batch_that_keeps_failing_is_made_sample_by_sample() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    lose_whole_batch(scheduler, SPLIT_AFTER)
+    join(scheduler, B, 3)
+    parts = by_part(scheduler.assign(now=0.0))
+    assert sorted(parts) == [0, 1, 2] and all(p.key == (0, 0) for p in parts.values())
+    assert scheduler.result(B, answer(parts[0])) is None  # not whole yet
+    assert scheduler.result(B, answer(parts[2])) is None
+    join(scheduler, C, 1)
+    for attempt in range(SAMPLE_ATTEMPTS):  # row 1 never comes back, from anyone
+        (late,) = scheduler.overdue(10_000.0 * (attempt + 1))
+        assert late.part == 1
+        if attempt + 1 < SAMPLE_ATTEMPTS:
+            (again,) = scheduler.assign(now=10_000.0 * (attempt + 1))
+            assert again.part == 1 and again.producer == C  # not back to the stuck one
+    batch = scheduler.take((0, 0))
+    assert batch is not None
+    assert batch.rows.tolist() == [0, 2]
+    assert [(s.index, s.kind) for s in batch.skipped] == [(1, "stalled")]
+    assert "hangs or crashes producers" in batch.skipped[0].reason
+    assert batch.images.reshape(2, -1)[:, 0].tolist() == [0, 2]  # each row's own pixels
+
+
+def test_a_whole_result_after_the_split_still_wins() -> None:
+    scheduler = make_scheduler(max_queue_size=1)
+    lose_whole_batch(scheduler, SPLIT_AFTER - 1)
+    join(scheduler, A, 1)
+    (slow,) = scheduler.assign(now=0.0)
+    join(scheduler, B, 1)
+    scheduler.overdue(10_000.0)  # the third failure: split
+    (part,) = scheduler.assign(now=10_000.0)
+    assert part.part is not None
+    complete(scheduler, slow)  # the slow whole batch arrives after all
+    assert scheduler.result(B, answer(part)) is None  # its part is a duplicate now
+    batch = scheduler.take((0, 0))
+    assert batch is not None and batch.rows.tolist() == [0, 1, 2] and not batch.skipped
+
+
+def by_part(leases: Iterable[Lease]) -> dict[int, Lease]:
+    return {lease.part: lease for lease in leases if lease.part is not None}

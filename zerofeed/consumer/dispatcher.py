@@ -394,6 +394,7 @@ class Dispatcher:
         elif isinstance(message, Bye):
             with self._lock:
                 producer = self._scheduler.goodbye(identity, message.returned)
+                self._arrived.notify_all()
             if producer is not None:
                 log.info(
                     "producer %s left (%d connected)", producer.name, len(self._scheduler.producers)
@@ -418,6 +419,8 @@ class Dispatcher:
                 continue
             with self._lock:
                 lost = self._scheduler.disconnected(int(event["value"]))
+                if lost:
+                    self._arrived.notify_all()
             for producer in lost:
                 log.warning(
                     "producer %s disconnected; %d task(s) re-issued to others",
@@ -503,6 +506,8 @@ class Dispatcher:
             self._scheduler.reclaim_slots()
             lost = self._scheduler.expire(now)
             overdue = self._scheduler.overdue(now)
+            if lost or overdue:  # a batch made sample by sample may be complete now
+                self._arrived.notify_all()
             bound = self._scheduler.task_bound()
             names = {i: p.name for i, p in self._scheduler.producers.items()}
             leases = self._scheduler.assign(now)

@@ -12,6 +12,13 @@ then issued again to another producer, while the late one may still answer: the 
 wins, the other is dropped as a duplicate, so a producer that is connected but stuck (a read in
 uninterruptible storage, a result it never sends) holds no batch for ever and exactly-once holds.
 A producer whose results keep failing validation (:data:`STRIKES` in a row) gets no more tasks.
+
+A batch whose tasks keep ending without a result (:data:`SPLIT_AFTER` leases lost with their
+producer or overdue: one of its samples hangs or crashes whoever makes it) is **split**: made one
+sample at a time, in parallel. A sample whose own task fails :data:`SAMPLE_ATTEMPTS` times is
+left out as a bad sample of kind ``"stalled"`` (``on_error`` applies), and the batch is put
+together from the rest: no batch circles for ever. Such a sample is remembered: the tasks of later
+batches (other epochs) leave it out from the start, so it costs no more producers.
 """
 
 from __future__ import annotations
@@ -39,6 +46,32 @@ _OVERDUE_FACTOR = 4.0
 _OVERDUE_FLOOR = 10.0
 _OVERDUE_CEILING = 120.0
 _DURATIONS_KEPT = 64
+SPLIT_AFTER = 3
+"""Whole-batch leases that ended without a result after which a batch is made sample by sample."""
+SAMPLE_ATTEMPTS = 2
+"""One-sample leases that ended without a result after which that sample is left out."""
+
+
+@dataclass
+class _Split:
+    """A batch made one sample at a time (see the module docstring)."""
+
+    rows: np.ndarray
+    made: dict[int, ReadyBatch] = field(default_factory=dict)  # row -> its one-sample result
+    stalled: dict[int, Skipped] = field(default_factory=dict)  # row -> why it is left out
+    issued: dict[int, int] = field(default_factory=dict)  # row -> task id of its newest lease
+    attempts: dict[int, int] = field(default_factory=dict)  # row -> leases that failed
+
+    def pending(self) -> list[int]:
+        """Rows with nothing made, nothing given up, and no lease out."""
+        return [
+            row
+            for row in self.rows.tolist()
+            if row not in self.made and row not in self.stalled and row not in self.issued
+        ]
+
+    def done(self) -> bool:
+        return len(self.made) + len(self.stalled) == len(self.rows)
 
 
 class ResultMismatch(ProtocolError):
@@ -77,6 +110,7 @@ class Lease:
     generation: int = 0
     slot: int | None = None  # the shared-memory slot the producer writes the batch into
     issued_at: float = 0.0  # time.monotonic() when it was issued
+    part: int | None = None  # the one manifest row it makes, for a batch made sample by sample
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,10 @@ class Scheduler:
         self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
         self._superseded: set[int] = set()  # leases whose batch another lease delivered
         self._refused_names: dict[str, str] = {}  # producer name -> why it gets no tasks
+        self._failures: dict[Key, int] = {}  # whole-batch leases that ended without a result
+        self._late: set[int] = set()  # leases that went overdue and are still out
+        self._stalled_rows: dict[int, Skipped] = {}  # samples no producer could make
+        self._split: dict[Key, _Split] = {}
         self.epoch = epoch
         self._floor: Key = (epoch, 0)
         self._generation = 0
@@ -219,13 +257,20 @@ class Scheduler:
         for task_id in sorted(producer.tasks, reverse=True):
             lease = self._leases.pop(task_id)
             self._superseded.discard(task_id)
+            self._late.discard(task_id)
             if lease.slot is not None and self._slots is not None:
                 if task_id in unstarted:
                     self._slots.release(lease.slot)
                 else:  # the producer may still be writing it, until its process is gone
                     self._slots.quarantine(lease.slot, owner=producer.pid)
+            failed = task_id not in unstarted
+            if lease.part is not None:
+                self._part_ended(lease, "its producer was lost" if failed else None)
+                continue
             if self._issued.get(lease.key) == task_id:
                 del self._issued[lease.key]
+                if failed:
+                    self._whole_failed(lease.key)
                 if self._wanted(lease.key):
                     self._requeue.appendleft(lease.key)
                     self.counters.tasks_reissued += 1
@@ -276,15 +321,89 @@ class Scheduler:
             lease
             for lease in self._leases.values()
             if now - lease.issued_at > bound
-            and self._issued.get(lease.key) == lease.task_id
+            and self._is_newest(lease)
             and lease.generation == self._generation
             and any(p.free > 0 for p in self.producers.values() if p.identity != lease.producer)
         ]
         for lease in late:
-            del self._issued[lease.key]
-            self._requeue.appendleft(lease.key)
             self.counters.tasks_overdue += 1
+            self._late.add(lease.task_id)
+            if lease.part is not None:
+                self._part_ended(lease, f"it was not made within {bound:.0f} s")
+                continue
+            del self._issued[lease.key]
+            self._whole_failed(lease.key)
+            self._requeue.appendleft(lease.key)
         return late
+
+    def _is_newest(self, lease: Lease) -> bool:
+        """Whether ``lease`` is the newest one out for its batch (or its sample, when split)."""
+        if lease.part is None:
+            return self._issued.get(lease.key) == lease.task_id
+        split = self._split.get(lease.key)
+        return split is not None and split.issued.get(lease.part) == lease.task_id
+
+    def _whole_failed(self, key: Key) -> None:
+        """A whole-batch lease of ``key`` ended without a result: split the batch after a few."""
+        self._failures[key] = failures = self._failures.get(key, 0) + 1
+        if failures >= SPLIT_AFTER and key not in self._split and key >= self._floor:
+            rows = self._plan_for(key[0]).batch(key[1])
+            known = {r: self._stalled_rows[r] for r in rows.tolist() if r in self._stalled_rows}
+            self._split[key] = _Split(rows=rows, stalled=known)
+            self._finish_split(key)
+
+    def _part_ended(self, lease: Lease, failure: str | None) -> None:
+        """A one-sample lease ended without a result; after a few, the sample is left out."""
+        split = self._split.get(lease.key)
+        row = lease.part
+        if split is None or row is None or split.issued.get(row) != lease.task_id:
+            return  # the batch is done, or a newer lease makes this sample
+        del split.issued[row]
+        if failure is None:
+            return  # handed back unstarted: simply issued again
+        split.attempts[row] = tries = split.attempts.get(row, 0) + 1
+        if tries >= SAMPLE_ATTEMPTS:
+            self._reissue_without(row)
+            split.stalled[row] = self._stalled_rows[row] = Skipped(
+                index=row,
+                kind="stalled",
+                reason=(
+                    f"no producer made this sample: {tries} one-sample tasks for it ended without "
+                    f"a result (the last: {failure}), after {SPLIT_AFTER} for its whole batch; "
+                    "reading or decoding it hangs or crashes producers"
+                ),
+            )
+            self._finish_split(lease.key)
+
+    def _reissue_without(self, row: int) -> None:
+        """Batches out whose task holds ``row`` (given up on) are issued again without it; the
+        tasks out keep their leases (the first valid result wins)."""
+        for key, task_id in list(self._issued.items()):
+            lease = self._leases.get(task_id)
+            if lease is not None and row in lease.rows.tolist():
+                del self._issued[key]
+                self._requeue.appendleft(key)
+
+    def _finish_split(self, key: Key) -> ReadyBatch | None:
+        """Put a split batch together once every sample is made or left out."""
+        split = self._split.get(key)
+        if split is None or not split.done():
+            return None
+        del self._split[key]
+        self._failures.pop(key, None)
+        parts = [split.made[row] for row in split.rows.tolist() if row in split.made]
+        images = [part.images for part in parts if len(part.rows)]
+        skipped = [s for row in split.rows.tolist() for s in _skipped_of(split, row)]
+        batch = ReadyBatch(
+            key,
+            np.concatenate(images) if images else np.empty((0, *self._image_shape), self._dtype),
+            np.concatenate([part.rows for part in parts]) if parts else split.rows[:0],
+            tuple(skipped),
+            ", ".join(sorted({part.producer for part in parts})) or "-",
+        )
+        self._superseded.update(t for t, other in self._leases.items() if other.key == key)
+        self._ready[key] = batch
+        return batch
 
     def _holders(self, key: Key) -> set[bytes]:
         """Producers holding a live lease for ``key`` (more than one after an overdue task)."""
@@ -302,23 +421,63 @@ class Scheduler:
         A batch whose task went overdue goes to a producer other than the one(s) holding it.
         """
         now = time.monotonic() if now is None else now
-        leases = []
+        leases = self._assign_parts(now)
         while True:
-            producer = max(self.producers.values(), key=lambda p: p.free, default=None)
+            producer = max(self.producers.values(), key=self._preference, default=None)
             if producer is None or producer.free <= 0:
                 break
             key = self._next_key()
             if key is None:
                 break
+            if not len(self._rows_to_make(key)):  # only samples no producer could make
+                self._ready[key] = self._with_stalled(
+                    ReadyBatch(
+                        key,
+                        np.empty((0, *self._image_shape), self._dtype),
+                        self._plan_for(key[0]).batch(key[1])[:0],
+                        (),
+                        "-",
+                    )
+                )
+                continue
             holders = self._holders(key)
             if producer.identity in holders:
                 others = [p for p in self.producers.values() if p.identity not in holders]
-                producer = max(others, key=lambda p: p.free, default=producer)
+                producer = max(others, key=self._preference, default=producer)
                 if producer.identity in holders or producer.free <= 0:
                     self._requeue.appendleft(key)  # wait for another producer's credit
                     break
             leases.append(self._lease(key, producer, now))
         return leases
+
+    def _assign_parts(self, now: float) -> list[Lease]:
+        """One-sample leases for the samples of split batches, each to a producer that does
+        not hold one for it already."""
+        leases: list[Lease] = []
+        for key in sorted(self._split):
+            split = self._split[key]
+            for row in split.pending():
+                holders = {
+                    lease.producer
+                    for lease in self._leases.values()
+                    if lease.key == key and lease.part == row
+                }
+                producer = max(
+                    (p for p in self.producers.values() if p.identity not in holders),
+                    key=self._preference,
+                    default=None,
+                )
+                if producer is None or producer.free <= 0:
+                    return leases
+                lease = self._lease(key, producer, now, part=row)
+                split.issued[row] = lease.task_id
+                leases.append(lease)
+        return leases
+
+    def _preference(self, producer: ProducerInfo) -> tuple[bool, int]:
+        """Producers with a free credit and no overdue task first (one holding an overdue task
+        is probably stuck: whatever it gets queues behind it)."""
+        return (producer.free > 0 and not (producer.tasks & self._late), producer.free)
 
     def _next_key(self) -> Key | None:
         urgent = [key for key in self._awaited if self._wanted(key)]
@@ -351,7 +510,7 @@ class Scheduler:
     @property
     def outstanding(self) -> int:
         """Batches in flight for live epochs plus batches received (delivered ones retained too)."""
-        return len(self._issued) + len(self._ready) + len(self._delivered)
+        return len(self._issued) + len(self._ready) + len(self._delivered) + len(self._split)
 
     def _wanted(self, key: Key) -> bool:
         return (
@@ -359,17 +518,36 @@ class Scheduler:
             and key not in self._issued
             and key not in self._ready
             and key not in self._delivered
+            and key not in self._split
         )
 
-    def _lease(self, key: Key, producer: ProducerInfo, now: float) -> Lease:
+    def _rows_to_make(self, key: Key) -> np.ndarray:
+        """The plan's rows of batch ``key``, without the samples no producer could make."""
         rows = self._plan_for(key[0]).batch(key[1])
-        slot = self._slots.take() if self._slots is not None and producer.shares_slots else None
+        if not self._stalled_rows:
+            return rows
+        return rows[~np.isin(rows, list(self._stalled_rows))]
+
+    def _lease(
+        self, key: Key, producer: ProducerInfo, now: float, *, part: int | None = None
+    ) -> Lease:
+        rows = self._rows_to_make(key) if part is None else np.array([part])
+        shared = self._slots is not None and producer.shares_slots and part is None
+        slot = self._slots.take() if shared and self._slots is not None else None
         lease = Lease(
-            self._next_task_id, key, rows, producer.identity, self._generation, slot, issued_at=now
+            self._next_task_id,
+            key,
+            rows,
+            producer.identity,
+            self._generation,
+            slot,
+            issued_at=now,
+            part=part,
         )
         self._next_task_id += 1
         self._leases[lease.task_id] = lease
-        self._issued[key] = lease.task_id
+        if part is None:
+            self._issued[key] = lease.task_id
         producer.tasks.add(lease.task_id)
         self.counters.tasks_issued += 1
         self.counters.peak_outstanding = max(self.counters.peak_outstanding, self.outstanding)
@@ -390,6 +568,7 @@ class Scheduler:
                 batch is issued again.
         """
         lease = self._leases.get(result.task_id)
+        self._late.discard(result.task_id)
         if lease is None or lease.producer != identity:
             raise ProtocolError(
                 f"result for task {result.task_id}, which is not leased to this sender "
@@ -400,10 +579,15 @@ class Scheduler:
         producer.tasks.discard(result.task_id)
         current = self._issued.get(lease.key) == lease.task_id
         stale = lease.key < self._floor or lease.generation != self._generation
+        split = self._split.get(lease.key)
         duplicate = not stale and (
             lease.task_id in self._superseded
             or lease.key in self._ready
             or lease.key in self._delivered
+            or (
+                lease.part is not None
+                and (split is None or lease.part in split.made or lease.part in split.stalled)
+            )
         )
         self._superseded.discard(lease.task_id)
         in_slot = lease.slot is not None and result.slot == lease.slot
@@ -422,16 +606,25 @@ class Scheduler:
         except ProtocolError as exc:
             if in_slot and lease.slot is not None:
                 self._free_slot(lease.slot)
-            if current:  # no other lease is making this batch: issue it again, first
+            if lease.part is not None:
+                self._part_ended(lease, None)  # issued again, as a refused whole batch is
+            elif current:  # no other lease is making this batch: issue it again, first
                 del self._issued[lease.key]
                 self._requeue.appendleft(lease.key)
             raise ResultMismatch(str(exc)) from None
         producer.strikes = 0
+        self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
+        if lease.part is not None and split is not None:
+            split.made[lease.part] = batch
+            split.issued.pop(lease.part, None)
+            return self._finish_split(lease.key)
+        self._split.pop(lease.key, None)  # a whole batch arrived after all
+        self._failures.pop(lease.key, None)
         self._issued.pop(lease.key, None)
         self._superseded.update(
             other.task_id for other in self._leases.values() if other.key == lease.key
         )
-        self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
+        batch = self._with_stalled(batch)
         self._ready[lease.key] = batch
         if in_slot:
             self.counters.results_in_slots += 1
@@ -452,6 +645,16 @@ class Scheduler:
         rows = lease.rows[~np.isin(lease.rows, skipped_rows)] if skipped_rows else lease.rows
         producer = self.producers[lease.producer].name
         return ReadyBatch(lease.key, images, rows, result.skipped, producer)
+
+    def _with_stalled(self, batch: ReadyBatch) -> ReadyBatch:
+        """``batch`` with the samples its task left out (no producer could make them) listed
+        as skipped, in plan order."""
+        rows = self._plan_for(batch.key[0]).batch(batch.key[1]).tolist()
+        left_out = [self._stalled_rows[row] for row in rows if row in self._stalled_rows]
+        if not left_out:
+            return batch
+        skipped = sorted((*batch.skipped, *left_out), key=lambda s: rows.index(s.index))
+        return ReadyBatch(batch.key, batch.images, batch.rows, tuple(skipped), batch.producer)
 
     def _free_slot(self, slot: int) -> None:
         if self._slots is not None:
@@ -507,6 +710,8 @@ class Scheduler:
             self._ready.clear()
             self._delivered.clear()
             self._issued.clear()
+            self._split.clear()
+            self._failures.clear()
             self._requeue.clear()
             self._awaited.clear()
         else:
@@ -516,6 +721,8 @@ class Scheduler:
                     del store[key]
             for key in [k for k in self._issued if k < position]:
                 del self._issued[key]
+            self._split = {k: v for k, v in self._split.items() if k >= position}
+            self._failures = {k: v for k, v in self._failures.items() if k >= position}
             self._requeue = deque(k for k in self._requeue if k >= position)
             self._awaited = {k for k in self._awaited if k >= position}
         self._floor = position
@@ -525,3 +732,9 @@ class Scheduler:
 def _distinct_subset(rows: list[int], of: np.ndarray) -> bool:
     distinct = set(rows)
     return len(distinct) == len(rows) and distinct <= set(of.tolist())
+
+
+def _skipped_of(split: _Split, row: int) -> tuple[Skipped, ...]:
+    if row in split.stalled:
+        return (split.stalled[row],)
+    return split.made[row].skipped if row in split.made else ()

@@ -303,11 +303,13 @@ class Feed:
                 on_exit=_local_exit_reporter(dispatcher),
             )
             stack.callback(self._local.close)
-        termination = TerminationCleanup(
-            partial(_on_termination, self._local, self._slots, (folder, keys_folder))
-        )
-        if termination.install():
-            stack.callback(termination.uninstall)
+        owned = (folder, keys_folder)
+        if self._local is not None or self._slots is not None or any(owned):
+            termination = TerminationCleanup(
+                partial(_on_termination, self._local, self._slots, owned)
+            )
+            if termination.install():
+                stack.callback(termination.uninstall)
         return dispatcher
 
     # -- batches ---------------------------------------------------------------------------------

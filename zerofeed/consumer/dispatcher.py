@@ -381,7 +381,9 @@ class Dispatcher:
             known = self._scheduler.heard_from(identity, now)
         if not known:
             if not isinstance(message, Bye):
-                self._send(identity, encode(Unknown()))
+                # Quiet if it fails: a peer this consumer does not know that is gone already
+                # (a producer's last heartbeat after its BYE) is nothing to warn about.
+                self._send(identity, encode(Unknown()), warn=False)
             if isinstance(message, Result):
                 self._reject(
                     identity, "unknown_sender", ProtocolError("result from an unknown sender")
@@ -538,12 +540,13 @@ class Dispatcher:
                 with self._lock:
                     self._scheduler.lose(lease.producer)
 
-    def _send(self, identity: bytes, frames: list[Any]) -> bool:
+    def _send(self, identity: bytes, frames: list[Any], *, warn: bool = True) -> bool:
         try:
             self._socket.send_multipart([identity, *frames], zmq.NOBLOCK)
             return True
         except zmq.ZMQError as exc:  # EHOSTUNREACH (gone, ROUTER_MANDATORY) or EAGAIN (not reading)
-            log.warning("cannot reach producer %s: %s", identity.hex(), exc.strerror)
+            if warn:
+                log.warning("cannot reach producer %s: %s", identity.hex(), exc.strerror)
             return False
 
 

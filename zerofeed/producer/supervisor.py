@@ -9,7 +9,11 @@ A producer that cannot work says so and exits instead of restarting workers for 
 and key files are loaded once before any worker starts (a failure exits with
 :data:`EXIT_CONFIG_ERROR`), and a worker that exits non-zero within a few seconds of its start
 :data:`_CRASH_LOOP_LIMIT` times in a row stops the producer (:data:`EXIT_CRASH_LOOP`). A worker that
-ran a while and then died is restarted with a backoff, as before.
+ran a while and then died is restarted with a backoff; if it died making a sample, that sample goes
+on the producer's poison list first (:mod:`zerofeed.producer.crashes`). Workers are stopped with
+SIGTERM and watch the supervisor's end themselves: no multiprocessing Event or lock, whose named
+semaphores a SIGKILL would leave in ``/dev/shm``. Its working folder is owned
+(:mod:`zerofeed.common.leftovers`): the next start removes it if this process was killed.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ a real producer beside it finishes every epoch, every sample exactly once."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,18 +160,9 @@ def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_p
             ("img/00007.png", "stalled", 1),
         ]
     finally:
-        tree = [producer.pid, *(p.pid for p in psutil.Process(producer.pid).children(True))]
-        for pid in tree:  # workers stuck in the plugin cannot stop gracefully
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        tree = [psutil.Process(producer.pid), *psutil.Process(producer.pid).children(True)]
+        for process in tree:  # workers stuck in the plugin cannot stop gracefully
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(tree, timeout=30)
         producer.wait(timeout=30)
-        psutil.wait_procs([p for p in map(_process, tree) if p is not None], timeout=10)
-
-
-def _process(pid: int):  # type: ignore[no-untyped-def]
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None

@@ -1,7 +1,8 @@
-"""What a consumer leaves on the machine, and how a later start tells whose it is and removes it.
+"""What a zerofeed process leaves on the machine, and how a later start tells whose it is.
 
-A consumer owns two things outside its process: the shared-memory slot file (``/dev/shm``) and
-the private folder of its ipc endpoint (``$TMPDIR``). Each carries an exclusive ``flock`` held by
+A consumer owns its shared-memory slot file (``/dev/shm``), the private folder of its ipc endpoint
+and its local producers' key folder (``$TMPDIR``); a producer owns its working folder (its poison
+list). Each carries an exclusive ``flock`` held by
 its owner for as long as it lives: the kernel drops the lock when the process dies, however it
 dies (SIGKILL included). A pid would not do: in a container the trainer is often PID 1 both
 before and after a restart, and a pid can be reused. A later consumer of the same user removes
@@ -63,9 +64,7 @@ def setup_name(folder: pathlib.Path) -> pathlib.Path:
 
 
 def publish(made: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
-    """Rename ``made`` (locked by now) to ``final``; raises ``FileExistsError`` if taken."""
-    if final.exists():
-        raise FileExistsError(f"{final} exists already")
+    """Rename ``made`` (locked by now) to ``final``, a fresh random name; returns ``final``."""
     os.rename(made, final)
     return final
 

@@ -62,9 +62,8 @@ class SlotPool:
             raise
         self._free = list(range(count))
         self._quarantined: set[int] = set()
-        self._owners: dict[
-            int, int
-        ] = {}  # quarantined slot -> pidfd of the process that may write it
+        # quarantined slot -> pidfd of the process that may still write it
+        self._owners: dict[int, int] = {}
         self._lock = (
             threading.RLock()
         )  # re-entrant: a batch may be garbage-collected (and free its slot) anywhere

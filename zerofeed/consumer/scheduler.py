@@ -613,7 +613,8 @@ class Scheduler:
                 self._requeue.appendleft(lease.key)
             raise ResultMismatch(str(exc)) from None
         producer.strikes = 0
-        self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
+        if lease.part is None:  # whole batches only: one-sample tasks would lower the bound
+            self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
         if lease.part is not None and split is not None:
             split.made[lease.part] = batch
             split.issued.pop(lease.part, None)

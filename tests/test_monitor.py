@@ -58,7 +58,9 @@ def test_slowed_producers_show_a_high_wait_share_and_advice(
         with caplog.at_level(logging.WARNING, logger="zerofeed.consumer"):
             history = tiny_model().fit(feed, epochs=2, verbose=0, callbacks=[monitor])
     shares = history.history["feed_wait_share"]
-    assert min(shares) > 0.5, shares
+    # The first epoch also holds Keras' tracing of the step, longer on a busy machine: the
+    # steady state is the second one.
+    assert shares[-1] > 0.5, shares
     assert history.history["feed_producers"][-1] == 1
     assert history.history["feed_images_per_s"][-1] > 0
     advice = [r.getMessage() for r in caplog.records if "input-bound" in r.getMessage()]

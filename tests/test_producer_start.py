@@ -80,7 +80,7 @@ def test_workers_that_crash_at_start_stop_the_producer_with_their_reason() -> No
 @contextmanager
 def running_worker(endpoint: str, **settings: object) -> Iterator[Worker]:
     """A real worker serving ``endpoint`` on a thread of this process, stopped on exit."""
-    config = ProducerConfig(endpoint=endpoint, silence_warning=0.5, **settings)  # type: ignore[arg-type]
+    config = ProducerConfig(endpoints=(endpoint,), silence_warning=0.5, **settings)  # type: ignore[arg-type]
     stop = threading.Event()
     worker = Worker(
         config,

@@ -6,6 +6,8 @@
   :class:`FeedCheckpoint` and :class:`FeedMonitor` are its Keras callbacks.
 - ``zerofeed.consumer.torch.TorchFeed`` — a PyTorch ``IterableDataset`` (imports no Keras).
 - ``FeedSequence.as_tf_dataset()`` — a ``tf.data.Dataset``.
+- :func:`rank_and_world_size` — a data-parallel trainer's ``rank=``/``world_size=``, read from
+  its framework's settings.
 
 The Keras names are imported on first use, so ``import zerofeed.consumer`` (and the engine, and
 the torch adapter) work without Keras.
@@ -26,6 +28,7 @@ from zerofeed.common.errors import (
 )
 from zerofeed.consumer.engine import DataConfig, Feed, FeedBatch, Lifecycle, ServingConfig
 from zerofeed.consumer.mock import MockTransport
+from zerofeed.consumer.ranks import RankInfo, rank_and_world_size
 from zerofeed.consumer.stats import FeedStats, SkippedSample
 
 if TYPE_CHECKING:
@@ -49,9 +52,11 @@ __all__ = [
     "MockTransport",
     "ProducerLostError",
     "ProtocolError",
+    "RankInfo",
     "ServingConfig",
     "SkippedSample",
     "ZerofeedError",
+    "rank_and_world_size",
 ]
 
 _KERAS_NAMES = {

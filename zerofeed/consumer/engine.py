@@ -42,6 +42,7 @@ from zerofeed.common.errors import BadSampleError, ConfigError, ProducerLostErro
 from zerofeed.common.leftovers import owned_folder
 from zerofeed.common.manifest import Manifest, ManifestSource, load_manifest, validate_label_mode
 from zerofeed.common.metrics import Metric, MetricsServer
+from zerofeed.common.plan import check_rank
 from zerofeed.common.plugins import load_plugins
 from zerofeed.common.transforms import parse_augment
 from zerofeed.consumer.credentials import curve_settings
@@ -93,7 +94,9 @@ class DataConfig:
     ``header`` whether a CSV's first row is a header (``None``: guessed, see
     :func:`~zerofeed.common.manifest.load_manifest`);
     ``on_error``: ``"raise"`` makes a bad sample an error naming it, ``"skip"`` drops it from its
-    batch and lists it in the stats. The other fields are those of
+    batch and lists it in the stats. ``rank`` of ``world_size``: the slice of every global batch
+    this feed serves in data-parallel training (every rank needs the same ``seed``; see
+    :class:`~zerofeed.common.plan.EpochPlan`). The other fields are those of
     :class:`~zerofeed.consumer.FeedSequence`.
     """
 
@@ -107,6 +110,8 @@ class DataConfig:
     root: str | Path | None = None
     header: bool | None = None
     on_error: Literal["raise", "skip"] = "raise"
+    rank: int = 0
+    world_size: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +205,12 @@ class Feed:
         manifest = load_manifest(source, root=data.root, header=data.header)
         validate_label_mode(data.label_mode, manifest)
         spec = parse_augment(data.augment)
+        check_rank(data.rank, data.world_size, len(manifest))
+        if data.world_size > 1 and data.seed is None:
+            raise ConfigError(
+                f"rank {data.rank} of {data.world_size} needs a seed: every rank must plan the "
+                "same epochs, so pass the same seed=... to the feed of every rank"
+            )
         self.recipe = BatchRecipe(
             manifest=manifest,
             batch_size=data.batch_size,
@@ -210,6 +221,8 @@ class Feed:
             shuffle=data.shuffle,
             label_mode=data.label_mode,
             custom_transforms=spec.plugin_names,
+            rank=int(data.rank),
+            world_size=int(data.world_size),
         )
         self._on_error = data.on_error
         self._timeout = serving.timeout
@@ -478,6 +491,8 @@ class Feed:
         recent = span > 0.5
         return {
             "endpoint": self.endpoint,
+            "rank": self.recipe.rank,
+            "world_size": self.recipe.world_size,
             "epoch": stats.epoch,
             "batches_per_epoch": len(self),
             "images_delivered": stats.images_delivered,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from zerofeed.common.manifest import Manifest
-from zerofeed.common.plan import EpochPlan
+from zerofeed.common.plan import EpochPlan, largest_batch, steps_per_epoch
 from zerofeed.common.protocol import MAX_HEADER_BYTES, Task
 
 __all__ = ["BatchRecipe"]
@@ -40,6 +40,8 @@ class BatchRecipe:
         shuffle: a new order each epoch.
         label_mode: ``"int"`` or ``"categorical"``.
         custom_transforms: the plugin transforms ``augment`` needs.
+        rank, world_size: which slice of every global batch this feed serves (data-parallel
+            training; see :class:`~zerofeed.common.plan.EpochPlan`).
     """
 
     manifest: Manifest
@@ -51,12 +53,14 @@ class BatchRecipe:
     shuffle: bool
     label_mode: str
     custom_transforms: tuple[str, ...] = ()
+    rank: int = 0
+    world_size: int = 1
     _plans: dict[int, EpochPlan] = field(default_factory=dict, repr=False)
 
     @property
     def batches_per_epoch(self) -> int:
         """Batches in every epoch."""
-        return -(-len(self.manifest) // self.batch_size)
+        return steps_per_epoch(len(self.manifest), self.batch_size, self.world_size)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -64,9 +68,10 @@ class BatchRecipe:
 
     @property
     def batch_bytes(self) -> int:
-        """Bytes of the images of one full batch."""
+        """Bytes of the images of the largest batch."""
         height, width = self.image_size
-        return self.batch_size * height * width * 3 * np.dtype(self.dtype).itemsize
+        samples = largest_batch(len(self.manifest), self.batch_size, self.world_size)
+        return samples * height * width * 3 * np.dtype(self.dtype).itemsize
 
     @property
     def max_message_size(self) -> int:
@@ -83,6 +88,8 @@ class BatchRecipe:
                 seed=self.seed,
                 epoch=epoch,
                 shuffle=self.shuffle,
+                rank=self.rank,
+                world_size=self.world_size,
             )
             plans = dict(self._plans)
             plans[epoch] = plan
@@ -126,6 +133,8 @@ class BatchRecipe:
             "dtype": self.dtype,
             "augment": json.loads(json.dumps(self.augment, sort_keys=True)),
             "label_mode": self.label_mode,
+            "rank": self.rank,
+            "world_size": self.world_size,
         }
 
     def manifest_digest(self) -> str:

@@ -70,6 +70,12 @@ class FeedSequence(keras.utils.PyDataset):
             ``"."`` for paths relative to the working directory). Absolute paths work as they are.
         header: whether a CSV's first row is a header; ``None`` guesses (a first cell without a
             file extension, or text labels over numeric ones) and logs the guess.
+        rank: this trainer's rank in data-parallel training, ``0 <= rank < world_size``.
+        world_size: trainer ranks sharing each epoch. Every rank plans the same global batches of
+            ``world_size * batch_size`` samples (same ``seed``, which must be given) and trains on
+            its slice: each sample once across all ranks, the same ``len()`` on every rank (see
+            ``docs/distributed.md``; :func:`~zerofeed.consumer.rank_and_world_size` reads them
+            from the training framework).
         bind: where producers connect, e.g. ``"tcp://0.0.0.0:5555"``; ``None`` is a private ipc
             endpoint for local producers only. Port 0 or ``*`` picks a free port (see
             :attr:`endpoint`).
@@ -116,6 +122,8 @@ class FeedSequence(keras.utils.PyDataset):
         seed: int | None = None,
         root: str | Path | None = None,
         header: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
         bind: str | None = None,
         local_producers: int | Literal["auto"] = "auto",
         max_queue_size: int = 8,
@@ -148,6 +156,8 @@ class FeedSequence(keras.utils.PyDataset):
                 root=root,
                 header=header,
                 on_error=on_error,
+                rank=rank,
+                world_size=world_size,
             ),
             serving=ServingConfig(
                 bind=bind,

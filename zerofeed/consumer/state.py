@@ -8,7 +8,9 @@
 
 The fingerprint is the recipe's (:meth:`~zerofeed.consumer.recipe.BatchRecipe.fingerprint`):
 everything that decides the batches. A state is restored only into a feed with the same one, so a
-resumed job trains on exactly the data the interrupted one would have.
+resumed job trains on exactly the data the interrupted one would have. In data-parallel training
+each rank saves its own state, and the fingerprint's ``rank`` and ``world_size`` make sure it is
+restored only into the same rank of a job of the same size.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["STATE_FORMAT", "STATE_VERSION", "feed_state", "read_feed_state"]
 
 STATE_FORMAT = "zerofeed.feed-state"
 STATE_VERSION = 1
+# Fingerprint fields newer than version 1's first states, with the value those states mean.
+_DEFAULTS = {"rank": 0, "world_size": 1}
 
 
 def feed_state(fingerprint: Mapping[str, Any], position: tuple[int, int]) -> dict[str, Any]:
@@ -61,6 +65,21 @@ def read_feed_state(
             f"feed state version {state.get('version')!r} is not supported; this zerofeed "
             f"reads version {STATE_VERSION}"
         )
+    saved = state.get("fingerprint")
+    if not isinstance(saved, Mapping):
+        raise ConfigError("feed state has no fingerprint; it was not made by feed.state()")
+    differences = [
+        f"{key}: saved {saved.get(key, _DEFAULTS.get(key))!r}, this feed {value!r}"
+        for key, value in fingerprint.items()
+        if _normal(saved.get(key, _DEFAULTS.get(key))) != _normal(value)
+    ]
+    if differences:
+        raise ConfigError(
+            "cannot restore this feed state: it was made by a feed with other batches, or for "
+            "another rank ("
+            + "; ".join(differences)
+            + "). Create the feed with the same settings (and seed) as the run that saved it."
+        )
     epoch, batch = state.get("epoch"), state.get("batch")
     if not (isinstance(epoch, int) and isinstance(batch, int)) or not (
         _whole(epoch) and _whole(batch) and batch < batches_per_epoch
@@ -68,20 +87,6 @@ def read_feed_state(
         raise ConfigError(
             f"feed state has an invalid position (epoch {epoch!r}, batch {batch!r}); batches run "
             f"from 0 to {batches_per_epoch - 1}"
-        )
-    saved = state.get("fingerprint")
-    if not isinstance(saved, Mapping):
-        raise ConfigError("feed state has no fingerprint; it was not made by feed.state()")
-    differences = [
-        f"{key}: saved {saved.get(key)!r}, this feed {value!r}"
-        for key, value in fingerprint.items()
-        if _normal(saved.get(key)) != _normal(value)
-    ]
-    if differences:
-        raise ConfigError(
-            "cannot restore this feed state: it was made by a feed with other batches ("
-            + "; ".join(differences)
-            + "). Create the feed with the same settings (and seed) as the run that saved it."
         )
     return epoch, batch
 

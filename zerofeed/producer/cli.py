@@ -35,11 +35,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     connect = optional("CONNECT")
     parser.add_argument(
         "--connect",
-        default=connect,
+        action="append",
         required=connect is None,
         metavar="ENDPOINT",
-        help="consumer endpoint, e.g. tcp://trainer:5555 [ZEROFEED_CONNECT]",
+        help="consumer endpoint, e.g. tcp://trainer:5555; repeat it to serve several consumers "
+        "(one per trainer rank) [ZEROFEED_CONNECT, comma-separated]",
     )
+    parser.set_defaults(connect_default=connect)
     parser.add_argument(
         "--workers",
         type=int,
@@ -138,7 +140,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ProducerConfig:
     """The :class:`ProducerConfig` described by parsed arguments."""
     return ProducerConfig(
-        endpoint=args.connect,
+        endpoints=_endpoints(args.connect or [args.connect_default or ""]),
         workers=args.workers,
         data_root=args.data_root,
         plugins=tuple(args.plugins),
@@ -156,6 +158,11 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         name=args.name,
         slots=(args.slots, args.slot_bytes, args.slot_count) if args.slots else None,
     )
+
+
+def _endpoints(values: Sequence[str]) -> tuple[str, ...]:
+    """Every endpoint of repeated ``--connect`` values, each of which may be a comma list."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

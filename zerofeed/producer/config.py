@@ -15,8 +15,9 @@ class ProducerConfig:
     """How a producer connects and works.
 
     Attributes:
-        endpoint: the consumer's ZeroMQ endpoint, e.g. ``tcp://trainer:5555``.
-        workers: worker processes, each with its own connection.
+        endpoints: the consumers' ZeroMQ endpoints, e.g. ``("tcp://trainer:5555",)``; one per
+            trainer rank when several share this producer (each worker connects to all of them).
+        workers: worker processes, each with its own connections.
         data_root: folder that relative sample paths resolve against; when set, paths that resolve
             outside it are refused.
         plugins: modules that define custom transforms (``ZEROFEED_TRANSFORMS``).
@@ -43,7 +44,7 @@ class ProducerConfig:
             that name a slot are written there instead of sent (local producers only).
     """
 
-    endpoint: str
+    endpoints: tuple[str, ...]
     workers: int = 1
     data_root: Path | None = None
     plugins: tuple[str, ...] = ()
@@ -63,11 +64,20 @@ class ProducerConfig:
     slots: tuple[Path, int, int] | None = None
 
     def __post_init__(self) -> None:
-        if "://" not in self.endpoint:
+        if isinstance(self.endpoints, str) or not self.endpoints:
             raise ConfigError(
-                f"endpoint {self.endpoint!r} is not a ZeroMQ address; expected e.g. "
-                "tcp://trainer:5555 or ipc:///tmp/zerofeed/feed.sock"
+                f"endpoints must be a non-empty tuple of addresses, got {self.endpoints!r}"
             )
+        for endpoint in self.endpoints:
+            if "://" not in endpoint:
+                raise ConfigError(
+                    f"endpoint {endpoint!r} is not a ZeroMQ address; expected e.g. "
+                    "tcp://trainer:5555 or ipc:///tmp/zerofeed/feed.sock"
+                )
+        if len(set(self.endpoints)) != len(self.endpoints):
+            raise ConfigError(f"an endpoint is given twice: {', '.join(self.endpoints)}")
+        if self.slots is not None and len(self.endpoints) != 1:
+            raise ConfigError("shared-memory slots serve one consumer; give one endpoint")
         for name, low in (("workers", 1), ("prefetch", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")

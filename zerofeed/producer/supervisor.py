@@ -202,7 +202,9 @@ class Supervisor:
         if self._config.exit_with_parent:
             threading.Thread(target=self._watch_stdin, name="parent-watch", daemon=True).start()
         log.info(
-            "producer starting %d worker(s) for %s", self._config.workers, self._config.endpoint
+            "producer starting %d worker(s) for %s",
+            self._config.workers,
+            ", ".join(self._config.endpoints),
         )
         slots = [_Slot(name=name, index=index) for index, name in enumerate(self._names)]
         self._crashes_folder, owner = owned_folder("producer")

@@ -1,11 +1,13 @@
-"""One producer worker: a DEALER connection that takes tasks and sends back batches.
+"""One producer worker: a DEALER connection per consumer endpoint, taking tasks from each in turn.
 
-Work happens on the main thread; a small heartbeat thread tells the consumer the process is alive
+Work happens on the main thread; a small heartbeat thread tells the consumers the process is alive
 even while one sample takes long (a sample that hangs is cut off by the per-sample timeout, see
-:mod:`zerofeed.producer.batch`). Both threads use the socket only under one lock; the socket's
+:mod:`zerofeed.producer.batch`). Both threads use the sockets only under one lock; each socket's
 monitor (:class:`~zerofeed.producer.link.LinkWatch`, which says why no consumer answers) is the
 main thread's alone. A worker (re)announces itself with ``HELLO`` whenever it connects, and
-reconnects when the consumer has been silent too long: a restarted consumer is found again.
+reconnects a link whose consumer has been silent too long: a restarted consumer is found again.
+With several endpoints (one consumer per trainer rank) the worker shares itself among them: see
+:class:`_Links`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ _TASK_SLACK = 4
 
 
 class Worker:
-    """Serves consumers at ``config.endpoint`` until ``should_stop()`` becomes true."""
+    """Serves the consumers at ``config.endpoints`` until ``should_stop()`` becomes true."""
 
     def __init__(
         self,
@@ -115,7 +117,7 @@ class Worker:
         context = zmq.Context()
         try:
             while not self._stopping():
-                served = _Connection(self, context).serve()
+                served = _Links(self, context).serve()
                 if served and self._config.exit_with_consumer:
                     log.info("%s: the consumer is gone; exiting (--exit-with-consumer)", self._name)
                     return
@@ -132,152 +134,225 @@ class Worker:
         return False
 
 
-class _Connection:
-    """One DEALER socket's life: hello, tasks, heartbeats, then bye or reconnect."""
+class _Link:
+    """One consumer endpoint: its DEALER socket, the tasks it sent, and what we heard of it.
+
+    The socket is used only under the worker's links lock (:class:`_Links`); the monitor
+    (:class:`LinkWatch`) and the task queue are the main thread's alone.
+    """
+
+    def __init__(self, worker: Worker, context: zmq.Context, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.socket = context.socket(zmq.DEALER)
+        if worker._curve is not None:
+            server_public, keys = worker._curve
+            self.socket.curve_serverkey = server_public
+            self.socket.curve_publickey = keys.public
+            self.socket.curve_secretkey = keys.secret
+        self.socket.linger = 0
+        self.socket.sndhwm = self.socket.rcvhwm = 1000
+        self.pending: deque[Task] = deque()
+        self.session: str | None = None
+        self.last_heard = time.monotonic()
+        self.last_sent = 0.0
+        self.watch = LinkWatch(
+            self.socket,
+            endpoint=endpoint,
+            name=worker._name,
+            curve=worker._curve is not None,
+            warn_after=worker._config.silence_warning,
+        )
+        self.socket.connect(endpoint)
+
+    def close(self, linger: int = 0) -> None:
+        self.watch.close()
+        self.socket.close(linger=linger)
+
+
+class _Links:
+    """A worker's connections to every consumer endpoint, served in turn.
+
+    Each consumer (one per trainer rank) gets the worker's full ``prefetch`` credits and sends
+    tasks only as fast as it consumes batches, so taking one queued task from each link in turn
+    shares the worker fairly: a slow rank gets what it asks for, a fast one the rest, and a
+    silent one (dead, restarting) only its few queued tasks before it is reconnected.
+
+    One lock guards every socket; the heartbeat thread takes it only to send a heartbeat.
+    """
 
     def __init__(self, worker: Worker, context: zmq.Context) -> None:
         self._worker = worker
         self._config = worker._config
-        self._socket = context.socket(zmq.DEALER)
-        if worker._curve is not None:
-            server_public, keys = worker._curve
-            self._socket.curve_serverkey = server_public
-            self._socket.curve_publickey = keys.public
-            self._socket.curve_secretkey = keys.secret
-        self._socket.linger = 0
-        self._socket.sndhwm = self._socket.rcvhwm = 1000
-        self._pending: deque[Task] = deque()
-        self._session: str | None = None
-        self._last_heard = time.monotonic()
-        self._last_sent = 0.0
+        self._context = context
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._link = LinkWatch(
-            self._socket,
-            endpoint=self._config.endpoint,
-            name=worker._name,
-            curve=worker._curve is not None,
-            warn_after=self._config.silence_warning,
-        )
+        self._links = [_Link(worker, context, endpoint) for endpoint in self._config.endpoints]
+        self._turn = 0
 
     def serve(self) -> bool:
-        """Serve this connection; True if a consumer welcomed us and then went silent."""
+        """Serve until stopped (False) or, with ``exit_with_consumer``, a served consumer left."""
         heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         linger = 0
         try:
-            self._socket.connect(self._config.endpoint)
             heartbeats.start()
-            self._send(self._worker.hello())
+            for link in self._links:
+                self._send(link, self._worker.hello())
             while not self._worker._stopping():
-                self._receive(timeout=0 if self._pending else _POLL_SECONDS)
-                self._link.check(welcomed=self._session is not None)
-                if self._silent_too_long():
-                    return self._session is not None
-                if self._pending:
-                    self._work_one()
-                self._worker.report.log_if_due(len(self._pending), self._config.prefetch)
-            self._send(Bye(returned=tuple(task.task_id for task in self._pending)))
+                self._receive(timeout=0 if self._queued() else _POLL_SECONDS)
+                for index, link in enumerate(self._links):
+                    link.watch.check(welcomed=link.session is not None)
+                    if self._silent_too_long(link):
+                        if link.session is not None and self._config.exit_with_consumer:
+                            return True
+                        self._reconnect(index)
+                serving = self._next_with_work()
+                if serving is not None:
+                    self._work_one(serving)
+                queued = self._queued()
+                self._worker.report.log_if_due(queued, self._config.prefetch * len(self._links))
+            for link in self._links:
+                self._send(link, Bye(returned=tuple(task.task_id for task in link.pending)))
             linger = _BYE_LINGER_MS
-            return False  # let BYE reach the consumer, so it need not find out later
+            return False  # let BYE reach the consumers, so they need not find out later
         finally:
             self._closing.set()
             if heartbeats.is_alive():
                 heartbeats.join()
-            self._link.close()
-            self._socket.close(linger=linger)
+            for link in self._links:
+                link.close(linger)
+
+    def _queued(self) -> int:
+        return sum(len(link.pending) for link in self._links)
+
+    def _next_with_work(self) -> _Link | None:
+        """The next link, in turn after the last one served, that has a task queued."""
+        count = len(self._links)
+        for step in range(count):
+            link = self._links[(self._turn + step) % count]
+            if link.pending:
+                self._turn = (self._turn + step + 1) % count
+                return link
+        return None
+
+    def _reconnect(self, index: int) -> None:
+        """A new socket for a silent consumer: a restarted one is found again."""
+        with self._lock:
+            self._links[index].close()
+            link = self._links[index] = _Link(
+                self._worker, self._context, self._links[index].endpoint
+            )
+        self._send(link, self._worker.hello())
 
     def _beat(self) -> None:
         interval = self._config.heartbeat_interval
+        heartbeat = encode(Heartbeat())
         while not self._closing.wait(interval / 4):
-            if time.monotonic() - self._last_sent >= interval:
-                self._send(Heartbeat())
+            with self._lock:
+                for link in self._links:
+                    if time.monotonic() - link.last_sent >= interval:
+                        self._send_locked(link, heartbeat, copy=True)
 
-    def _silent_too_long(self) -> bool:
-        silent = time.monotonic() - self._last_heard
+    def _silent_too_long(self, link: _Link) -> bool:
+        silent = time.monotonic() - link.last_heard
         if silent < self._config.reconnect_after:
             return False
-        if self._session is not None:
+        if link.session is not None:
             log.warning(
                 "%s: consumer %s silent for %.0f s; reconnecting to %s",
                 self._worker._name,
-                self._session,
+                link.session,
                 silent,
-                self._config.endpoint,
+                link.endpoint,
             )
         return True
 
     def _receive(self, *, timeout: float) -> None:
-        for frames in self._receive_frames(timeout):
-            self._last_heard = time.monotonic()
+        for link, frames in self._receive_frames(timeout):
+            link.last_heard = time.monotonic()
             try:
-                self._handle(decode(frames))
+                self._handle(link, decode(frames))
             except ProtocolError as exc:
-                log.warning("%s: rejected a message from the consumer: %s", self._worker._name, exc)
-
-    def _receive_frames(self, timeout: float) -> list[list[bytes]]:
-        received: list[list[bytes]] = []
-        with self._lock:
-            if not self._socket.poll(timeout * 1000):
-                return received
-            while True:
-                try:
-                    received.append(self._socket.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    return received
-
-    def _handle(self, message: Message) -> None:
-        if isinstance(message, Task):
-            if len(self._pending) >= self._config.prefetch + _TASK_SLACK:
                 log.warning(
-                    "%s: consumer sent more tasks than credits; dropping task %d",
+                    "%s: rejected a message from the consumer at %s: %s",
                     self._worker._name,
+                    link.endpoint,
+                    exc,
+                )
+
+    def _receive_frames(self, timeout: float) -> list[tuple[_Link, list[bytes]]]:
+        received: list[tuple[_Link, list[bytes]]] = []
+        with self._lock:
+            poller = zmq.Poller()
+            for link in self._links:
+                poller.register(link.socket, zmq.POLLIN)
+            ready = dict(poller.poll(round(timeout * 1000)))
+            for link in self._links:
+                if link.socket not in ready:
+                    continue
+                while True:
+                    try:
+                        received.append((link, link.socket.recv_multipart(zmq.NOBLOCK)))
+                    except zmq.Again:
+                        break
+        return received
+
+    def _handle(self, link: _Link, message: Message) -> None:
+        name = self._worker._name
+        if isinstance(message, Task):
+            if len(link.pending) >= self._config.prefetch + _TASK_SLACK:
+                log.warning(
+                    "%s: the consumer at %s sent more tasks than credits; dropping task %d",
+                    name,
+                    link.endpoint,
                     message.task_id,
                 )
                 return
-            self._pending.append(message)
+            link.pending.append(message)
         elif isinstance(message, Welcome):
-            if message.session != self._session:
-                if self._session is not None:
-                    self._pending.clear()
-                log.info(
-                    "%s: serving consumer %s at %s",
-                    self._worker._name,
-                    message.session,
-                    self._config.endpoint,
-                )
-                self._session = message.session
+            if message.session != link.session:
+                if link.session is not None:
+                    link.pending.clear()
+                log.info("%s: serving consumer %s at %s", name, message.session, link.endpoint)
+                link.session = message.session
         elif isinstance(message, Incompatible):
             log.error(
                 "%s: the consumer at %s cannot read this producer's messages: it speaks "
                 "protocol version %d, this producer %d (%s); run the same zerofeed version on both",
-                self._worker._name,
-                self._config.endpoint,
+                name,
+                link.endpoint,
                 message.speaks,
                 PROTOCOL_VERSION,
                 message.reason,
             )
         elif isinstance(message, Unknown):
-            self._pending.clear()
-            self._send(self._worker.hello())
+            link.pending.clear()
+            self._send(link, self._worker.hello())
 
-    def _work_one(self) -> None:
-        task = self._pending.popleft()
+    def _work_one(self, link: _Link) -> None:
+        task = link.pending.popleft()
         result = self._worker.make(task)
         started = time.perf_counter()
-        self._send_frames(encode(result), copy=False)
+        self._send_frames(link, encode(result), copy=False)
         self._worker.report.add_send(time.perf_counter() - started)
 
-    def _send(self, message: Message) -> None:
-        self._send_frames(encode(message), copy=True)
+    def _send(self, link: _Link, message: Message) -> None:
+        self._send_frames(link, encode(message), copy=True)
 
-    def _send_frames(self, frames: list[object], *, copy: bool) -> None:
+    def _send_frames(self, link: _Link, frames: list[object], *, copy: bool) -> None:
+        with self._lock:
+            self._send_locked(link, frames, copy=copy)
+
+    def _send_locked(self, link: _Link, frames: list[object], *, copy: bool) -> None:
         try:
-            with self._lock:
-                self._socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
-                self._last_sent = time.monotonic()
+            link.socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+            link.last_sent = time.monotonic()
         except zmq.Again:
-            if self._session is not None:  # before a WELCOME, LinkWatch says what is wrong
-                log.warning("%s: consumer is not reading; dropped a message", self._worker._name)
+            if link.session is not None:  # before a WELCOME, LinkWatch says what is wrong
+                log.warning(
+                    "%s: the consumer at %s is not reading; dropped a message",
+                    self._worker._name,
+                    link.endpoint,
+                )
 
 
 def _map_slots(slots: tuple[Path, int, int] | None, name: str) -> SlotFile | None:

@@ -88,3 +88,46 @@ def test_monitors_reading_a_feed_never_block_training(tmp_path: Path) -> None:
         assert not any(reader.is_alive() for reader in readers), "a monitor hung"
         assert seq.epoch == EPOCHS
         assert min(reads.values()) > 0, reads
+
+
+def test_a_worker_serving_three_consumers_under_a_heartbeat_storm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer worker's links lock: its main thread polls, receives and sends results on
+    three consumers' sockets while its heartbeat thread sends on all three every few ms."""
+    from collections import Counter
+
+    from tests.conftest import ids_of
+    from tests.test_producer_start import running_worker
+    from zerofeed.consumer import DataConfig, Feed, ServingConfig
+
+    manifest = write_id_dataset(tmp_path, 30)
+    monkeypatch.chdir(tmp_path)  # the in-process worker reads paths relative to its folder
+    data = DataConfig(batch_size=3, image_size=ID_SIZE, seed=4)
+    serving = ServingConfig(bind="tcp://127.0.0.1:0", local_producers=0, timeout=30)
+    feeds = [Feed(manifest, data=data, serving=serving) for _ in range(3)]
+    errors: list[BaseException] = []
+    seen: list[Counter[int]] = [Counter() for _ in feeds]
+
+    def train(index: int) -> None:
+        try:
+            for epoch in range(20):
+                for batch in range(len(feeds[index])):
+                    seen[index].update(ids_of(feeds[index].get(epoch, batch).images))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    try:
+        endpoints = [feed.endpoint for feed in feeds]
+        with running_worker(*endpoints, heartbeat_interval=0.005):
+            threads = [threading.Thread(target=train, args=(i,)) for i in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=120)
+            assert not any(thread.is_alive() for thread in threads), "a consumer hung"
+    finally:
+        for feed in feeds:
+            feed.close()
+    assert not errors, errors
+    assert all(counts == Counter({row: 20 for row in range(30)}) for counts in seen)

@@ -281,3 +281,82 @@ def test_a_rank_killed_and_restarted_from_its_state_resumes_its_own_slice(
             per_rank = [rank.finish() for rank in group]
     assert 5 <= trained_before < len(per_rank[1])
     assert_exactly_once(per_rank, samples)
+
+
+def row_labelled_dataset(root: Path, count: int) -> Path:
+    """Photos whose label is their own manifest row: a training step's labels name its samples."""
+    manifest = photo_dataset(root, count)
+    lines = ["path,label"] + [f"{row:03d}.jpg,{row}" for row in range(count)]
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def run_distributed_job(
+    tmp_path: Path, module: str, environments: list[dict[str, str]], *options: str
+) -> list[dict[str, Any]]:
+    """Start one ``module`` process per environment, each bound to its own feed endpoint, and
+    one producer serving them all; the JSON each wrote."""
+    samples = 30
+    manifest = row_labelled_dataset(tmp_path / "data", samples)
+    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in environments]
+    outs = [tmp_path / f"worker{i}.json" for i in range(len(environments))]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                module,
+                "--manifest",
+                str(manifest),
+                "--bind",
+                endpoint,
+                "--samples",
+                str(samples),
+                "--out",
+                str(out),
+                *options,
+            ],
+            env={**os.environ, **environment},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for endpoint, out, environment in zip(endpoints, outs, environments, strict=True)
+    ]
+    try:
+        with producer(endpoints, manifest.parent):
+            for worker in workers:
+                _, err = worker.communicate(timeout=240)
+                assert worker.returncode == 0, err[-4000:]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    results = [json.loads(out.read_text()) for out in outs]
+    for epoch in range(EPOCHS):
+        seen = Counter(row for result in results for row in result["epochs"][epoch]["rows"])
+        assert seen == Counter(range(samples)), f"epoch {epoch}: {seen}"
+    assert len({len(result["epochs"][0]["rows"]) for result in results}) == 1
+    assert len({result["weights"] for result in results}) == 1  # the gradients were shared
+    return results
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_strategy_trains_each_sample_once_per_epoch(tmp_path: Path) -> None:
+    """Two TensorFlow workers on localhost (TF_CONFIG), each fed by its rank's FeedSequence."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+    environments = [
+        {
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+            "KERAS_BACKEND": "tensorflow",
+        }
+        for i in range(2)
+    ]
+    run_distributed_job(tmp_path, "tests.mwms_worker", environments)
+
+
+def test_torch_ddp_gloo_trains_each_sample_once_per_epoch(tmp_path: Path) -> None:
+    """Two torch DDP processes (gloo, CPU), RANK/WORLD_SIZE as torchrun sets them."""
+    environments = [{"RANK": str(i), "WORLD_SIZE": "2"} for i in range(2)]
+    rendezvous = f"tcp://127.0.0.1:{free_port()}"
+    run_distributed_job(tmp_path, "tests.ddp_worker", environments, "--rendezvous", rendezvous)

@@ -25,6 +25,7 @@ import zmq
 import zerofeed
 from tests.conftest import curve_feed
 from zerofeed.cli import main as zerofeed_main
+from zerofeed.common.errors import ConfigError
 from zerofeed.common.plugins import load_plugins
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.config import ProducerConfig
@@ -78,9 +79,10 @@ def test_workers_that_crash_at_start_stop_the_producer_with_their_reason() -> No
 
 
 @contextmanager
-def running_worker(endpoint: str, **settings: object) -> Iterator[Worker]:
-    """A real worker serving ``endpoint`` on a thread of this process, stopped on exit."""
-    config = ProducerConfig(endpoints=(endpoint,), silence_warning=0.5, **settings)  # type: ignore[arg-type]
+def running_worker(endpoint: str, *more: str, **settings: object) -> Iterator[Worker]:
+    """A real worker serving ``endpoint`` (and ``more``) on a thread of this process, stopped on
+    exit."""
+    config = ProducerConfig(endpoints=(endpoint, *more), silence_warning=0.5, **settings)  # type: ignore[arg-type]
     stop = threading.Event()
     worker = Worker(
         config,
@@ -185,3 +187,20 @@ def test_workers_exit_when_their_supervisor_is_sigkilled() -> None:
         supervisor.wait(timeout=30)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, "workers outlived their supervisor's SIGKILL"
+
+
+def test_connect_repeats_and_the_environment_holds_a_comma_list() -> None:
+    from zerofeed.producer.cli import build_parser, config_from_args
+
+    def endpoints(argv: list[str], environ: dict[str, str]) -> tuple[str, ...]:
+        return config_from_args(build_parser(environ).parse_args(argv)).endpoints
+
+    a, b, c = "tcp://t0:5555", "tcp://t1:5555", "tcp://t2:5555"
+    assert endpoints(["--connect", a, "--connect", b], {}) == (a, b)
+    assert endpoints([], {"ZEROFEED_CONNECT": f"{a}, {b},{c}"}) == (a, b, c)
+    assert endpoints(["--connect", c], {"ZEROFEED_CONNECT": a}) == (c,)  # flags win
+    assert endpoints(["--connect", f"{a},{b}"], {}) == (a, b)
+    with pytest.raises(ConfigError, match="given twice"):
+        endpoints(["--connect", a, "--connect", a], {})
+    with pytest.raises(ConfigError, match="one endpoint"):
+        ProducerConfig(endpoints=(a, b), slots=(Path("/dev/shm/x"), 1, 1))

@@ -334,6 +334,44 @@ class FeedSequence(keras.utils.PyDataset):
 
         return epoch_dataset(self)
 
+    def as_distributed_dataset(self, strategy: Any) -> Any:
+        """This rank's batches for ``model.fit`` under a ``tf.distribute`` strategy.
+
+        ``MultiWorkerMirroredStrategy`` with one replica per worker (one process per device, as
+        torch DDP does): each worker's feed is its rank's, ``rank``/``world_size`` as the strategy
+        numbers its workers (:func:`~zerofeed.consumer.rank_and_world_size` reads them from
+        ``TF_CONFIG``). Each batch goes to the training step as this rank's slice of the global
+        batch: no re-batching and no auto-sharding (which would drop or repeat batches). Each
+        pass is one epoch, so ``model.fit(train.as_distributed_dataset(strategy), epochs=...)``.
+
+        Raises:
+            ConfigError: the strategy's workers or replicas do not match this feed's ranks.
+        """
+        import tensorflow as tf
+
+        recipe = self.feed.recipe
+        local_replicas = len(strategy.extended.worker_devices)
+        if local_replicas != 1 or strategy.num_replicas_in_sync != recipe.world_size:
+            raise ConfigError(
+                f"this feed is rank {recipe.rank} of {recipe.world_size}, but the strategy has "
+                f"{strategy.num_replicas_in_sync} replica(s), {local_replicas} in this process: "
+                "run one replica per worker process and give each worker's feed its rank"
+            )
+
+        def dataset(context: tf.distribute.InputContext) -> Any:
+            if (context.input_pipeline_id, context.num_input_pipelines) != (
+                recipe.rank,
+                recipe.world_size,
+            ):
+                raise ConfigError(
+                    f"the strategy calls this worker input pipeline {context.input_pipeline_id} of "
+                    f"{context.num_input_pipelines}, but its feed is rank {recipe.rank} of "
+                    f"{recipe.world_size}; take rank and world_size from rank_and_world_size()"
+                )
+            return self.as_tf_dataset()
+
+        return strategy.distribute_datasets_from_function(dataset)
+
     @property
     def epoch(self) -> int:
         """The current epoch (0 before the first epoch ends)."""

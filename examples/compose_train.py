@@ -9,7 +9,9 @@ served, as the consumer received them) and the feed's counters.
 
 This script is the command-line boundary, so it reads its settings from the environment too:
 TRAIN_CSV, TRAIN_EPOCHS, TRAIN_BATCH_SIZE, TRAIN_IMAGE_SIZE, TRAIN_SEED, TRAIN_STEP_DELAY,
-ZEROFEED_BIND, and for CURVE both ZEROFEED_SERVER_SECRET_KEY (this trainer's .key_secret file)
+ZEROFEED_BIND, ZEROFEED_RANK and ZEROFEED_WORLD_SIZE (one trainer of several sharing the
+producers, docker-compose.ranks.yml; or any source zerofeed.consumer.rank_and_world_size reads),
+and for CURVE both ZEROFEED_SERVER_SECRET_KEY (this trainer's .key_secret file)
 and ZEROFEED_AUTHORIZED_KEYS (a folder of the producers' public .key files).
 Exits 1 if any epoch missed or repeated a sample.
 """
@@ -28,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from zerofeed.consumer import FeedBatch, FeedSequence
+from zerofeed.consumer import FeedBatch, FeedSequence, rank_and_world_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_small_cnn import build_model
@@ -65,24 +67,35 @@ class Pace(keras.callbacks.Callback):
 
 
 def audit(feed: AuditedFeed, workers: dict[int, int]) -> bool:
-    """Print, per epoch, how many samples were delivered exactly once; True if all were."""
-    n = len(feed.manifest)
+    """Print, per epoch, how many of this rank's samples were delivered exactly once; True if
+    all were (with one rank, every sample of the manifest)."""
+    recipe = feed.feed.recipe
+    whose = f" of rank {recipe.rank} of {recipe.world_size}" if recipe.world_size > 1 else ""
     by_epoch: dict[int, list[tuple[np.ndarray, str]]] = defaultdict(list)
     for (epoch, _slot), served in sorted(feed.served.items()):
         by_epoch[epoch].append(served)
     all_ok = True
     for epoch, batches in sorted(by_epoch.items()):
-        counts = np.bincount(np.concatenate([rows for rows, _ in batches]), minlength=n)
-        once = int((counts == 1).sum())
+        plan = recipe.plan(epoch)
+        expected = np.concatenate([plan.batch(i) for i in range(len(plan))])
+        counts = np.bincount(
+            np.concatenate([rows for rows, _ in batches]), minlength=len(feed.manifest)
+        )
+        n = len(expected)
+        once = int((counts[expected] == 1).sum())
+        foreign = int((np.delete(counts, expected) > 0).sum())  # another rank's samples
         producers = Counter(name for _, name in batches)
         line = (
-            f"epoch {epoch + 1}: {once} of {n} samples delivered exactly once "
+            f"epoch {epoch + 1}: {once} of {n} samples{whose} delivered exactly once "
             f"({len(batches)} batches from {len(producers)} producers, "
             f"up to {workers.get(epoch, 0)} producer workers connected)"
         )
-        if once != n:
+        if once != n or foreign:
             all_ok = False
-            line += f"; MISSING {int((counts == 0).sum())}, REPEATED {int((counts > 1).sum())}"
+            line += (
+                f"; MISSING {int((counts[expected] == 0).sum())}, REPEATED "
+                f"{int((counts > 1).sum())}, OTHER RANKS' {foreign}"
+            )
         print(line)
     return all_ok and len(by_epoch) > 0
 
@@ -110,6 +123,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     size = (args.image_size, args.image_size)
+    rank, world_size = rank_and_world_size()
     augment = {"random_resized_crop": {"scale": [0.6, 1.0]}, "horizontal_flip": True}
     with AuditedFeed(
         args.csv,
@@ -118,6 +132,8 @@ def main() -> int:
         augment=augment,
         seed=args.seed,
         bind=args.bind,
+        rank=rank,
+        world_size=world_size,
         local_producers=0,
         server_secret_key=args.server_secret_key,
         authorized_keys=args.authorized_keys,

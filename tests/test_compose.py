@@ -23,7 +23,12 @@ import pytest
 yaml = pytest.importorskip("yaml", reason="pyyaml is in the dev extra")
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILES = ["docker-compose.yml", "docker-compose.producers.yml", "docker-compose.curve.yml"]
+COMPOSE_FILES = [
+    "docker-compose.yml",
+    "docker-compose.producers.yml",
+    "docker-compose.curve.yml",
+    "docker-compose.ranks.yml",
+]
 # The variables docker-compose.producers.yml requires.
 COMPOSE_ENV = {"ZEROFEED_CONNECT": "tcp://trainer-host:5555", "ZEROFEED_DATA": "/srv/data"}
 
@@ -57,7 +62,13 @@ def compose_command() -> list[str] | None:
 
 
 @pytest.mark.parametrize(
-    "files", [["docker-compose.yml"], ["docker-compose.producers.yml"], COMPOSE_FILES[::2]]
+    "files",
+    [
+        ["docker-compose.yml"],
+        ["docker-compose.producers.yml"],
+        COMPOSE_FILES[:3:2],
+        ["docker-compose.yml", "docker-compose.ranks.yml"],
+    ],
 )
 def test_compose_accepts_the_files(files: list[str]) -> None:
     command = compose_command()
@@ -196,3 +207,49 @@ def test_trainer_healthcheck_sees_a_listening_port(monkeypatch: pytest.MonkeyPat
         assert health.main("trainer") is None
     assert health.main("trainer") == f"nothing listens on port {port} yet"
     assert health.tcp_port("ipc:///tmp/feed") is None
+
+
+def test_ranks_override_gives_every_rank_an_address_the_producers_connect_to(
+    main: dict[str, Any],
+) -> None:
+    ranks = load("docker-compose.ranks.yml")["services"]
+    trainers = {
+        name: {**main["services"].get(name, {}).get("environment", {}), **spec["environment"]}
+        for name, spec in ranks.items()
+        if name.startswith("trainer")
+    }
+    world = {int(env["ZEROFEED_WORLD_SIZE"]) for env in trainers.values()}
+    assert world == {len(trainers)}
+    assert sorted(int(env["ZEROFEED_RANK"]) for env in trainers.values()) == list(
+        range(len(trainers))
+    )
+    connect = ranks["producer"]["environment"]["ZEROFEED_CONNECT"].split(",")
+    ports = {name: env["ZEROFEED_BIND"].rsplit(":", 1)[1] for name, env in trainers.items()}
+    assert sorted(connect) == sorted(f"tcp://{name}:{port}" for name, port in ports.items())
+
+
+def test_kubernetes_data_parallel_layout_ranks_from_the_pod_index() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/data-parallel.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in docs}
+    assert set(kinds) == {"Service", "Job", "Deployment"}
+    service, job = kinds["Service"], kinds["Job"]
+    assert service["spec"]["clusterIP"] == "None"
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"] == spec["template"]["metadata"]["labels"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    index = env["ZEROFEED_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert "job-completion-index" in index
+    world_size = int(env["ZEROFEED_WORLD_SIZE"]["value"])
+    assert world_size == spec["completions"]
+    port = env["ZEROFEED_BIND"]["value"].rsplit(":", 1)[1]
+    producer = kinds["Deployment"]["spec"]["template"]["spec"]
+    (container,) = producer["containers"]
+    connect = {e["name"]: e.get("value") for e in container["env"]}["ZEROFEED_CONNECT"]
+    name, domain = job["metadata"]["name"], service["metadata"]["name"]
+    assert connect.split(",") == [
+        f"tcp://{name}-{rank}.{domain}:{port}" for rank in range(world_size)
+    ]
+    assert producer["terminationGracePeriodSeconds"] >= 20

@@ -203,3 +203,23 @@ def test_rank_and_world_size_from_the_framework(
 def test_malformed_framework_settings_are_clear_errors(environ: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         rank_and_world_size(environ)
+
+
+def test_a_distributed_dataset_refuses_a_strategy_of_another_size(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from tests.test_engine import pairs
+    from zerofeed.consumer import FeedSequence, MockTransport
+
+    with (
+        FeedSequence(
+            pairs(tmp_path),
+            batch_size=2,
+            image_size=(8, 8),
+            seed=1,
+            rank=1,
+            world_size=2,
+            transport=MockTransport(encode_rows),
+        ) as train,
+        pytest.raises(ConfigError, match="rank 1 of 2, but the strategy has 1"),
+    ):
+        train.as_distributed_dataset(tf.distribute.OneDeviceStrategy("/cpu:0"))

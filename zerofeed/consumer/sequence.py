@@ -347,30 +347,9 @@ class FeedSequence(keras.utils.PyDataset):
         Raises:
             ConfigError: the strategy's workers or replicas do not match this feed's ranks.
         """
-        import tensorflow as tf
+        from zerofeed.consumer.tfdata import distributed_dataset
 
-        recipe = self.feed.recipe
-        local_replicas = len(strategy.extended.worker_devices)
-        if local_replicas != 1 or strategy.num_replicas_in_sync != recipe.world_size:
-            raise ConfigError(
-                f"this feed is rank {recipe.rank} of {recipe.world_size}, but the strategy has "
-                f"{strategy.num_replicas_in_sync} replica(s), {local_replicas} in this process: "
-                "run one replica per worker process and give each worker's feed its rank"
-            )
-
-        def dataset(context: tf.distribute.InputContext) -> Any:
-            if (context.input_pipeline_id, context.num_input_pipelines) != (
-                recipe.rank,
-                recipe.world_size,
-            ):
-                raise ConfigError(
-                    f"the strategy calls this worker input pipeline {context.input_pipeline_id} of "
-                    f"{context.num_input_pipelines}, but its feed is rank {recipe.rank} of "
-                    f"{recipe.world_size}; take rank and world_size from rank_and_world_size()"
-                )
-            return self.as_tf_dataset()
-
-        return strategy.distribute_datasets_from_function(dataset)
+        return distributed_dataset(self, strategy)
 
     @property
     def epoch(self) -> int:

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zerofeed.common.errors import ConfigError
+
 if TYPE_CHECKING:
     from zerofeed.consumer.sequence import FeedSequence
 
-__all__ = ["epoch_dataset"]
+__all__ = ["distributed_dataset", "epoch_dataset"]
 
 
 def epoch_dataset(sequence: FeedSequence) -> Any:
@@ -34,3 +36,32 @@ def epoch_dataset(sequence: FeedSequence) -> Any:
         labels = tf.TensorSpec((None, *probe.shape[1:]), tf.as_dtype(probe.dtype))
         signature = (images, labels)
     return tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
+
+
+def distributed_dataset(sequence: FeedSequence, strategy: Any) -> Any:
+    """``sequence``'s batches as a ``tf.distribute`` dataset, one replica per worker, each
+    worker's batches its rank's (see ``FeedSequence.as_distributed_dataset``)."""
+    import tensorflow as tf
+
+    recipe = sequence.feed.recipe
+    local_replicas = len(strategy.extended.worker_devices)
+    if local_replicas != 1 or strategy.num_replicas_in_sync != recipe.world_size:
+        raise ConfigError(
+            f"this feed is rank {recipe.rank} of {recipe.world_size}, but the strategy has "
+            f"{strategy.num_replicas_in_sync} replica(s), {local_replicas} in this process: "
+            "run one replica per worker process and give each worker's feed its rank"
+        )
+
+    def dataset(context: tf.distribute.InputContext) -> Any:
+        if (context.input_pipeline_id, context.num_input_pipelines) != (
+            recipe.rank,
+            recipe.world_size,
+        ):
+            raise ConfigError(
+                f"the strategy calls this worker input pipeline {context.input_pipeline_id} of "
+                f"{context.num_input_pipelines}, but its feed is rank {recipe.rank} of "
+                f"{recipe.world_size}; take rank and world_size from rank_and_world_size()"
+            )
+        return epoch_dataset(sequence)
+
+    return strategy.distribute_datasets_from_function(dataset)

@@ -126,8 +126,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--exit-with-consumer",
         action="store_true",
         default=env("EXIT_WITH_CONSUMER", "") not in ("", "0", "false", "no"),
-        help="exit once the consumer served has gone (silent for --reconnect-after), instead of "
-        "waiting for the next one [ZEROFEED_EXIT_WITH_CONSUMER=1]",
+        help="exit once every consumer served has gone (silent for --reconnect-after), instead "
+        "of waiting for the next one [ZEROFEED_EXIT_WITH_CONSUMER=1]",
     )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # Set by FeedSequence for its local producers: the consumer's shared-memory batch slots.

@@ -190,7 +190,8 @@ class _Links:
         self._turn = 0
 
     def serve(self) -> bool:
-        """Serve until stopped (False) or, with ``exit_with_consumer``, a served consumer left."""
+        """Serve until stopped (False) or, with ``exit_with_consumer``, until every consumer
+        served has gone (True)."""
         heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         linger = 0
         try:
@@ -199,12 +200,15 @@ class _Links:
                 self._send(link, self._worker.hello())
             while not self._worker._stopping():
                 self._receive(timeout=0 if self._queued() else _POLL_SECONDS)
-                for index, link in enumerate(self._links):
+                for index, link in reversed(list(enumerate(self._links))):
                     link.watch.check(welcomed=link.session is not None)
                     if self._silent_too_long(link):
                         if link.session is not None and self._config.exit_with_consumer:
-                            return True
-                        self._reconnect(index)
+                            self._drop(index)
+                        else:
+                            self._reconnect(index)
+                if not self._links:
+                    return True  # every consumer served has gone (exit_with_consumer)
                 serving = self._next_with_work()
                 if serving is not None:
                     self._work_one(serving)
@@ -233,6 +237,14 @@ class _Links:
                 self._turn = (self._turn + step + 1) % count
                 return link
         return None
+
+    def _drop(self, index: int) -> None:
+        """Stop serving a consumer that has gone, for good (``exit_with_consumer``)."""
+        with self._lock:
+            link = self._links.pop(index)
+            link.close()
+        self._turn = 0
+        log.info("%s: consumer %s at %s has gone", self._worker._name, link.session, link.endpoint)
 
     def _reconnect(self, index: int) -> None:
         """A new socket for a silent consumer: a restarted one is found again."""

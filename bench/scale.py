@@ -6,8 +6,8 @@
 Each configuration starts R rank processes (each a feed of rank r of R, batch 64 per rank,
 224x224, the bench's augmentation, bound to its own TCP port) and one ``zerofeed producer`` with
 ``--workers`` workers connected to all of them. Each rank reads one warm-up epoch, then one
-timed epoch. Reported per configuration: aggregate images/s (all ranks' timed images over the
-span from the first rank's start to the last rank's end) and each rank's consumer CPU per batch.
+timed epoch. Reported per configuration: aggregate images/s (the images all ranks received while
+every rank was in its timed epoch, over that window) and each rank's consumer CPU per batch.
 Configurations run in turn, ``--rounds`` times; medians. Results: ``bench/results/scale.md``
 and ``scale.json``.
 
@@ -57,12 +57,12 @@ def run_rank(settings: dict[str, Any]) -> dict[str, Any]:
         for batch in range(len(feed)):
             feed.get(0, batch)
         start, cpu = time.time(), time.process_time()
-        images = sum(len(feed.get(1, batch).rows) for batch in range(len(feed)))
+        arrivals = []  # (time, images) of every batch of the timed epoch
+        for batch in range(len(feed)):
+            arrivals.append((time.time(), len(feed.get(1, batch).rows)))
         return {
-            "images": images,
-            "batches": len(feed),
+            "arrivals": arrivals,
             "start": start,
-            "end": time.time(),
             "cpu_ms_per_batch": 1000 * (time.process_time() - cpu) / len(feed),
         }
 
@@ -121,9 +121,13 @@ def run_configuration(manifest: Path, ranks: int, workers: int) -> dict[str, Any
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    span = max(r["end"] for r in results) - min(r["start"] for r in results)
+    # The window in which every rank was in its timed epoch: its images over its length.
+    opened = max(r["start"] for r in results)
+    closed = min(r["arrivals"][-1][0] for r in results)
+    images = sum(n for r in results for t, n in r["arrivals"] if opened < t <= closed)
     return {
-        "images_per_s": sum(r["images"] for r in results) / span,
+        "images_per_s": images / (closed - opened),
+        "window_s": closed - opened,
         "cpu_ms_per_batch": [r["cpu_ms_per_batch"] for r in results],
     }
 

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from tests.rank_trainer import FRAMEWORK_FEED
 from zerofeed.consumer import rank_and_world_size
 from zerofeed.consumer.torch import TorchFeed
 
@@ -38,15 +39,7 @@ def main() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     epochs = []
     with TorchFeed(
-        args.manifest,
-        batch_size=4,
-        image_size=(16, 16),
-        seed=5,
-        rank=rank,
-        world_size=world_size,
-        bind=args.bind,
-        local_producers=0,
-        timeout=60,
+        args.manifest, rank=rank, world_size=world_size, bind=args.bind, **FRAMEWORK_FEED
     ) as feed:
         loader = DataLoader(feed, batch_size=None)
         for epoch in range(2):

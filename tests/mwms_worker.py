@@ -27,6 +27,7 @@ import keras
 keras.config.disable_traceback_filtering()
 import tensorflow as tf  # noqa: E402
 
+from tests.rank_trainer import FRAMEWORK_FEED  # noqa: E402
 from zerofeed.consumer import FeedSequence, rank_and_world_size  # noqa: E402
 
 
@@ -40,15 +41,7 @@ def main() -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     rank, world_size = rank_and_world_size()
     train = FeedSequence(
-        args.manifest,
-        batch_size=4,
-        image_size=(16, 16),
-        seed=5,
-        rank=rank,
-        world_size=world_size,
-        bind=args.bind,
-        local_producers=0,
-        timeout=60,
+        args.manifest, rank=rank, world_size=world_size, bind=args.bind, **FRAMEWORK_FEED
     )
     with strategy.scope():
         inputs = keras.Input((16, 16, 3), dtype="uint8")

@@ -14,10 +14,19 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from zerofeed.consumer import DataConfig, Feed, ServingConfig
 
 AUGMENT = {"random_resized_crop": {"scale": [0.3, 1.0]}, "horizontal_flip": True}
+# The feed settings of the framework workers (tests/mwms_worker.py, tests/ddp_worker.py).
+FRAMEWORK_FEED: dict[str, Any] = {
+    "batch_size": 4,
+    "image_size": (16, 16),
+    "seed": 5,
+    "local_producers": 0,
+    "timeout": 60,
+}
 
 
 def main() -> None:

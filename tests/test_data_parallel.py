@@ -292,10 +292,16 @@ def row_labelled_dataset(root: Path, count: int) -> Path:
 
 
 def run_distributed_job(
-    tmp_path: Path, module: str, environments: list[dict[str, str]], *options: str
+    tmp_path: Path,
+    module: str,
+    environments: list[dict[str, str]],
+    *options: str,
+    own_options: list[list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Start one ``module`` process per environment, each bound to its own feed endpoint, and
-    one producer serving them all; the JSON each wrote."""
+    """Start one ``module`` process per environment (with ``options``, and its ``own_options``),
+    each bound to its own feed endpoint, and one producer serving them all; the JSON each
+    wrote."""
+    own_options = own_options or [[] for _ in environments]
     samples = 30
     manifest = row_labelled_dataset(tmp_path / "data", samples)
     endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in environments]
@@ -315,12 +321,15 @@ def run_distributed_job(
                 "--out",
                 str(out),
                 *options,
+                *own,
             ],
             env={**os.environ, **environment},
             stderr=subprocess.PIPE,
             text=True,
         )
-        for endpoint, out, environment in zip(endpoints, outs, environments, strict=True)
+        for endpoint, out, environment, own in zip(
+            endpoints, outs, environments, own_options, strict=True
+        )
     ]
     try:
         with producer(endpoints, manifest.parent):
@@ -360,3 +369,21 @@ def test_torch_ddp_gloo_trains_each_sample_once_per_epoch(tmp_path: Path) -> Non
     environments = [{"RANK": str(i), "WORLD_SIZE": "2"} for i in range(2)]
     rendezvous = f"tcp://127.0.0.1:{free_port()}"
     run_distributed_job(tmp_path, "tests.ddp_worker", environments, "--rendezvous", rendezvous)
+
+
+@pytest.mark.slow
+def test_keras_fit_under_jax_data_parallel_processes_trains_each_sample_once_per_epoch(
+    tmp_path: Path,
+) -> None:
+    """Keras 3 `model.fit` of a FeedSequence in two JAX processes (`keras.distribution`,
+    DataParallel): each step's global batch is both processes' rank slices."""
+    pytest.importorskip("jax")
+    coordinator = f"127.0.0.1:{free_port()}"
+    run_distributed_job(
+        tmp_path,
+        "tests.jax_worker",
+        [{"KERAS_BACKEND": "jax"}] * 2,
+        "--coordinator",
+        coordinator,
+        own_options=[["--process", str(i)] for i in range(2)],
+    )

@@ -390,7 +390,9 @@ class Dispatcher:
                 )
             return
         if isinstance(message, Heartbeat):
-            self._send(identity, encode(Heartbeat()))
+            # A producer that sent its last heartbeat as it left cannot take the echo; its
+            # lease says whether it is lost, so that is nothing to warn about.
+            self._send(identity, encode(Heartbeat()), warn=False)
         elif isinstance(message, Result):
             self._on_result(identity, message)
         elif isinstance(message, Bye):

@@ -192,6 +192,8 @@ def test_rank_and_world_size_from_the_framework(
     ("environ", "match"),
     [
         ({"RANK": "one", "WORLD_SIZE": "2"}, "whole numbers"),
+        ({"ZEROFEED_RANK": "1"}, "ZEROFEED_WORLD_SIZE is not"),
+        ({"WORLD_SIZE": "2"}, "RANK is not"),
         ({"RANK": "2", "WORLD_SIZE": "2"}, "from 0 to world size - 1"),
         ({"TF_CONFIG": "{not json"}, "not a cluster spec"),
         (

@@ -63,6 +63,12 @@ def rank_and_world_size(environ: Mapping[str, str] | None = None) -> RankInfo:
     for rank_name, size_name in (("ZEROFEED_RANK", "ZEROFEED_WORLD_SIZE"), ("RANK", "WORLD_SIZE")):
         if rank_name in env and size_name in env:
             return _checked(env[rank_name], env[size_name], f"{rank_name}/{size_name}")
+        if (rank_name in env) != (size_name in env):
+            given, missing = (rank_name, size_name) if rank_name in env else (size_name, rank_name)
+            raise ConfigError(
+                f"{given} is set but {missing} is not: set both, or neither (one alone would "
+                "silently make every trainer rank 0 of 1)"
+            )
     if env.get("TF_CONFIG"):
         return _from_tf_config(env["TF_CONFIG"])
     keras_info = _from_keras_distribution()

@@ -59,7 +59,8 @@ class FeedSequence(keras.utils.PyDataset):
 
     Args:
         source: a CSV manifest, a directory of class subfolders, or a sequence of (path, label).
-        batch_size: samples per batch (the last batch of an epoch may be smaller).
+        batch_size: samples per batch (the last batch of an epoch may be smaller; with ranks, see
+            ``world_size``).
         image_size: ``(height, width)`` of the images produced.
         augment: ``None`` (resize only) or a dict of transforms, see ``docs/augment.md``.
         dtype: ``"uint8"`` (the model rescales; 4x less data to move) or ``"float32"`` in [0, 1].

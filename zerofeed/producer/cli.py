@@ -39,7 +39,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         required=connect is None,
         metavar="ENDPOINT",
         help="consumer endpoint, e.g. tcp://trainer:5555; repeat it to serve several consumers "
-        "(one per trainer rank) [ZEROFEED_CONNECT, comma-separated]",
+        "(one per trainer rank) [ZEROFEED_CONNECT, a comma-separated list]",
     )
     parser.set_defaults(connect_default=connect)
     parser.add_argument(
@@ -140,7 +140,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ProducerConfig:
     """The :class:`ProducerConfig` described by parsed arguments."""
     return ProducerConfig(
-        endpoints=_endpoints(args.connect or [args.connect_default or ""]),
+        endpoints=tuple(args.connect) if args.connect else _endpoints(args.connect_default or ""),
         workers=args.workers,
         data_root=args.data_root,
         plugins=tuple(args.plugins),
@@ -160,9 +160,10 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
     )
 
 
-def _endpoints(values: Sequence[str]) -> tuple[str, ...]:
-    """Every endpoint of repeated ``--connect`` values, each of which may be a comma list."""
-    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+def _endpoints(value: str) -> tuple[str, ...]:
+    """The endpoints of ``ZEROFEED_CONNECT``, a comma-separated list (``--connect`` repeats
+    instead: an ipc path may hold a comma)."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

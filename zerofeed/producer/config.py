@@ -36,9 +36,10 @@ class ProducerConfig:
             SIGUSR1); 0 reports only on request.
         metrics_port: serve Prometheus metrics, worker ``i`` on ``metrics_port + i``
             (``zerofeed[metrics]`` extra).
-        exit_with_consumer: exit once every consumer served has gone away (each endpoint's, when
-            there are several), instead of waiting for the next one (for one-shot jobs such as
-            ``docker compose up``).
+        exit_with_consumer: exit once every consumer served has gone away (silent for
+            ``reconnect_after``) and no other endpoint has a consumer being served, instead of
+            waiting for the next one (for one-shot jobs such as ``docker compose up``). A
+            consumer that restarts later than that is not found again.
         exit_with_parent: stop when standard input closes (used for local producers).
         name: prefix for the producer's name in logs; default ``host:pid``.
         slots: the consumer's shared-memory slot file, ``(path, slot bytes, slot count)``: tasks

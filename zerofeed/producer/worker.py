@@ -113,7 +113,8 @@ class Worker:
         return np.frombuffer(memoryview(buffer), dtype=dtype).reshape(shape)
 
     def run(self) -> None:
-        """Serve until stopped; each loop is one connection (a new one after a silent consumer)."""
+        """Serve every endpoint until stopped (or, with ``exit_with_consumer``, until the
+        consumers served have gone)."""
         context = zmq.Context()
         try:
             while not self._stopping():
@@ -188,6 +189,7 @@ class _Links:
         self._closing = threading.Event()
         self._links = [_Link(worker, context, endpoint) for endpoint in self._config.endpoints]
         self._turn = 0
+        self._dropped = 0  # links of consumers served and gone (exit_with_consumer)
 
     def serve(self) -> bool:
         """Serve until stopped (False) or, with ``exit_with_consumer``, until every consumer
@@ -207,7 +209,7 @@ class _Links:
                             self._drop(index)
                         else:
                             self._reconnect(index)
-                if not self._links:
+                if self._dropped and not any(link.session for link in self._links):
                     return True  # every consumer served has gone (exit_with_consumer)
                 serving = self._next_with_work()
                 if serving is not None:
@@ -244,6 +246,7 @@ class _Links:
             link = self._links.pop(index)
             link.close()
         self._turn = 0
+        self._dropped += 1
         log.info("%s: consumer %s at %s has gone", self._worker._name, link.session, link.endpoint)
 
     def _reconnect(self, index: int) -> None:
@@ -268,7 +271,7 @@ class _Links:
         silent = time.monotonic() - link.last_heard
         if silent < self._config.reconnect_after:
             return False
-        if link.session is not None:
+        if link.session is not None and not self._config.exit_with_consumer:
             log.warning(
                 "%s: consumer %s silent for %.0f s; reconnecting to %s",
                 self._worker._name,

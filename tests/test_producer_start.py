@@ -30,6 +30,7 @@ from zerofeed.common.plugins import load_plugins
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.paths import SampleLocator
+from zerofeed.producer.reader import SampleReader
 from zerofeed.producer.supervisor import EXIT_CONFIG_ERROR, EXIT_CRASH_LOOP
 from zerofeed.producer.worker import Worker
 
@@ -87,7 +88,9 @@ def running_worker(endpoint: str, *more: str, **settings: object) -> Iterator[Wo
     worker = Worker(
         config,
         name="probe",
-        maker=BatchMaker(locator=SampleLocator(None), transforms=load_plugins(())),
+        maker=BatchMaker(
+            reader=SampleReader(locator=SampleLocator(None)), transforms=load_plugins(())
+        ),
         transforms=(),
         should_stop=stop.is_set,
     )

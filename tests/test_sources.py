@@ -185,7 +185,9 @@ def test_remote_producer_without_the_plugin_gets_no_work_and_the_wait_says_why(
         producer = start_producer(seq.endpoint, tmp_path)
         try:
             wait_until(lambda: seq.stats.producers_connected == 1)
-            with pytest.raises(FeedTimeoutError, match=r"none has the custom transform\(s\)"):
+            with pytest.raises(
+                FeedTimeoutError, match=r"none can make it: they lack custom transform\(s\)"
+            ):
                 seq[0]
             assert seq.stats.tasks_issued == 0
         finally:

@@ -14,6 +14,7 @@ _USAGE = """usage: zerofeed COMMAND [options]
 commands:
   producer      decode and augment images for a consumer (zerofeed producer --help)
   sample-data   write a small sample image dataset (zerofeed sample-data --help)
+  pack          write a data set as tar shards plus an index (zerofeed pack --help)
   status        the live state of a running consumer (zerofeed status ENDPOINT)
   keys          make CURVE key pairs for authenticated, encrypted feeds (zerofeed keys --help)
 
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zerofeed.sampledata import main as sample_main
 
         return sample_main(args)
+    if command == "pack":
+        from zerofeed.pack import main as pack_main
+
+        return pack_main(args)
     if command == "status":
         from zerofeed.status import main as status_main
 

@@ -17,6 +17,7 @@ Only the standard library and numpy are used here: producers and consumers both 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import logging
 import numbers
@@ -25,7 +26,7 @@ import posixpath
 import re
 import stat
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +34,8 @@ from typing import Literal
 
 import numpy as np
 
-from zerofeed.common.errors import ConfigError, ManifestError
+from zerofeed.common.errors import BadSampleError, ConfigError, ManifestError
+from zerofeed.common.locations import is_url, join_url, split_url
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -64,8 +66,10 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 _SUSPECT_PATH = re.compile(r"^[./\\]|^[A-Za-z]:|\\|//|/\.|\.$|/$")
 _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 _ACCEPTED_SOURCES = (
-    "a CSV file (path,label rows; paths absolute or relative to the CSV's folder), a directory "
-    "with one subfolder of images per class, or a sequence of (path, label) pairs"
+    "a CSV file (path,label rows; paths absolute, relative to the CSV's folder, or s3:// and "
+    "http(s):// URLs), a directory with one subfolder of images per class, a folder of tar "
+    "shards (written by `zerofeed pack`, or WebDataset tars), any of these at an s3:// or "
+    "http(s):// URL, or a sequence of (path, label) pairs"
 )
 
 
@@ -131,7 +135,17 @@ class Manifest:
         if self.root is None or self.producer_root is not None:
             return self.paths
         prefix = _folder_prefix(self.root.as_posix())
-        return tuple(p if p.startswith("/") else prefix + p for p in self.paths)
+        return tuple(p if p.startswith("/") or is_url(p) else prefix + p for p in self.paths)
+
+    @cached_property
+    def origins(self) -> frozenset[str]:
+        """The object stores its paths name (``s3://bucket``, ``https://host:port``): what
+        producers must be allowed to read (``zerofeed producer --allow``)."""
+        found: set[str] = set()
+        for path in self.paths:
+            if is_url(path):
+                found.add("/".join(path.split("/", 3)[:3]))
+        return frozenset(found)
 
     @cached_property
     def num_classes(self) -> int | None:
@@ -205,6 +219,9 @@ def load_manifest(
     if isinstance(source, Manifest):
         _refuse_root(root, "a Manifest already has its root")
         return source
+    if isinstance(source, str) and is_url(source):
+        _refuse_root(root, "the relative rows of a remote manifest are relative to its folder")
+        return _load_url(source, header)
     if isinstance(source, str | os.PathLike):
         return _load_path(Path(os.fspath(source)), root, header)
     if isinstance(source, Sequence):
@@ -276,6 +293,8 @@ def _all_inside(paths: Sequence[str], root: str) -> bool:
 
 
 def _inside(path: str, prefix: str) -> bool:
+    if is_url(path):
+        return True  # not a file: --allow, not the data root, decides who reads it
     if ".." in path:
         path = posixpath.normpath(path)
     if path.startswith("/"):
@@ -293,7 +312,7 @@ def _check_consistent(m: Manifest) -> None:
     if m.root is not None and not m.root.is_absolute():
         raise ManifestError(f"root {str(m.root)!r} is not absolute; give an absolute folder.")
     if m.root is None:
-        relative = next((p for p in m.paths if not p.startswith("/")), None)
+        relative = next((p for p in m.paths if not p.startswith("/") and not is_url(p)), None)
         if relative is not None:
             raise ManifestError(
                 f"path {relative!r} is relative but root is None; give the folder it is "
@@ -339,6 +358,11 @@ def _class_labels_from_names(names: Sequence[str]) -> tuple[np.ndarray, tuple[st
 
 
 def _load_path(path: Path, root: RootArgument, header: bool | None) -> Manifest:
+    from zerofeed.common import shards
+
+    if shards.is_shard_source(path):
+        _refuse_root(root, f"{str(path)!r} holds tar shards, whose index names their members")
+        return shards.load_shards(str(path.resolve()))
     if path.is_dir():
         _refuse_root(root, f"{str(path)!r} is a directory source, whose paths are relative to it")
         return _load_directory(path)
@@ -383,9 +407,38 @@ class _CsvTable:
         return self.lines[i // self.label_width]
 
 
+def _load_url(url: str, header: bool | None) -> Manifest:
+    """A manifest in an object store or on a web server: a CSV (relative rows are relative to
+    its folder URL), or tar shards (a folder URL ending in ``/``, or one ``.tar``)."""
+    from zerofeed.common import shards
+    from zerofeed.common.storage import ObjectStores
+
+    try:
+        split_url(url)
+    except ConfigError as exc:
+        raise ManifestError(str(exc)) from exc
+    if url.endswith(("/", ".tar")):
+        return shards.load_shards(url)
+    try:
+        data = ObjectStores().read(url)
+    except BadSampleError as exc:
+        raise ManifestError(f"cannot read the manifest {url}: {exc.kind}: {exc.reason}") from exc
+    try:
+        text = io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{url}: the CSV manifest is not UTF-8 text: {exc}") from exc
+    table = _read_csv_table(_csv_stream_rows(text, url), url, header)
+    folder = url.rsplit("/", 1)[0] + "/"
+    table.paths = [join_url(folder, p.lstrip("/") if not is_url(p) else p) for p in table.paths]
+    return _table_manifest(table, None)
+
+
 def _load_csv(csv_path: Path, root: Path, header: bool | None = None) -> Manifest:
     """Read a CSV manifest (rules in :func:`load_manifest`); relative paths are under ``root``."""
-    table = _read_csv_table(csv_path, header)
+    return _table_manifest(_read_csv_table(_csv_rows(csv_path), str(csv_path), header), root)
+
+
+def _table_manifest(table: _CsvTable, root: Path | None) -> Manifest:
     if not table.paths:
         raise ManifestError(
             f"{table.where}: the manifest holds no samples; add `path[,label]` rows."
@@ -401,35 +454,43 @@ def _load_csv(csv_path: Path, root: Path, header: bool | None = None) -> Manifes
 
 
 def _csv_rows(csv_path: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line_number, stripped_cells)`` for every non-blank row."""
+    """Yield ``(line_number, stripped_cells)`` for every non-blank row of a CSV file."""
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            for row in reader:
-                cells = [c.strip() for c in row]
-                if any(cells):
-                    yield reader.line_num, cells
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+            yield from _csv_stream_rows(f, str(csv_path))
+    except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{csv_path}: cannot read the CSV manifest: {e}") from e
 
 
-def _read_csv_table(csv_path: Path, header: bool | None = None) -> _CsvTable:
-    rows = _csv_rows(csv_path)
+def _csv_stream_rows(stream: Iterable[str], where: str) -> Iterator[tuple[int, list[str]]]:
+    try:
+        reader = csv.reader(stream)
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if any(cells):
+                yield reader.line_num, cells
+    except csv.Error as e:
+        raise ManifestError(f"{where}: cannot read the CSV manifest: {e}") from e
+
+
+def _read_csv_table(
+    rows: Iterator[tuple[int, list[str]]], where: str, header: bool | None = None
+) -> _CsvTable:
     head = list(itertools.islice(rows, 2))
     if not head:
-        return _CsvTable(where=str(csv_path), label_width=0)
+        return _CsvTable(where=where, label_width=0)
     first_line, first = head[0]
     if header is None and _is_header(first, head[1][1] if len(head) > 1 else None):
         log.info(
             "%s: line %d (%s) is read as a header, not a sample; pass header=False if it is data",
-            csv_path,
+            where,
             first_line,
             ",".join(first),
         )
         header = True
     if header:
         head = head[1:]
-    table = _CsvTable(where=str(csv_path), label_width=len(first) - 1)
+    table = _CsvTable(where=where, label_width=len(first) - 1)
     for line, cells in itertools.chain(head, rows):
         if len(cells) != len(first):
             raise ManifestError(
@@ -438,7 +499,9 @@ def _read_csv_table(csv_path: Path, header: bool | None = None) -> _CsvTable:
                 "of label cells."
             )
         path = cells[0]
-        if not path or _SUSPECT_PATH.search(path):
+        if is_url(path):
+            path = _url_cell(path, line, table.where)
+        elif not path or _SUSPECT_PATH.search(path):
             path = _csv_path(path, line, table.where)
         table.paths.append(path)
         table.cells.extend(cells[1:])
@@ -454,6 +517,14 @@ def _is_header(row1: list[str], row2: list[str] | None) -> bool:
     row1_numeric = all(_NUMBER.fullmatch(c) for c in row1[1:])
     row2_numeric = all(_NUMBER.fullmatch(c) for c in row2[1:])
     return not row1_numeric and row2_numeric
+
+
+def _url_cell(cell: str, line: int, where: str) -> str:
+    try:
+        split_url(cell)
+    except ConfigError as exc:
+        raise ManifestError(f"{where}, line {line}: {exc}") from exc
+    return cell
 
 
 def _csv_path(cell: str, line: int, where: str) -> str:
@@ -594,7 +665,10 @@ def _load_pairs(pairs: Sequence[object], root: Path | None) -> Manifest:
     raw: list[object] = []
     for i, pair in enumerate(pairs):
         path, label = _split_pair(pair, i)
-        paths.append(_normalise(path if cwd is None else os.path.join(cwd, path)))
+        if is_url(path):
+            paths.append(_url_cell(path, i, "the pairs"))
+        else:
+            paths.append(_normalise(path if cwd is None else os.path.join(cwd, path)))
         raw.append(label)
     labels, class_names, kind = _pair_labels(raw)
     return Manifest(

@@ -66,6 +66,7 @@ class Hello:
     transforms: tuple[str, ...] = ()
     slots: str = ""  # the consumer's shared-memory slot file this worker has mapped, if any
     pid: int | None = None  # its process id, sent with ``slots`` (same machine, same namespace)
+    reads: tuple[str, ...] = ()  # object URL prefixes it may read (``--allow``); local files always
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +195,8 @@ def encode(message: Message) -> list[Any]:
                 header["slots"] = message.slots
             if message.pid is not None:
                 header["pid"] = message.pid
+            if message.reads:
+                header["reads"] = list(message.reads)
         case Welcome():
             header |= {
                 "t": "welcome",
@@ -373,12 +376,16 @@ def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
     transforms = f.items("transforms", limit=256)
     if not all(_is_text(name) for name in transforms):
         raise f._fail("transforms", "a list of transform names")
+    reads = f.items("reads", limit=256) if "reads" in f.header else []
+    if not all(_is_text(entry) for entry in reads):
+        raise f._fail("reads", "a list of URL prefixes")
     return Hello(
         producer=f.text("producer"),
         credits=f.integer("credits", low=1, high=1024),
         transforms=tuple(transforms),
         slots=f.text("slots") if "slots" in f.header else "",
         pid=f.integer("pid", low=1, high=2**31) if "pid" in f.header else None,
+        reads=tuple(reads),
     )
 
 

@@ -279,12 +279,11 @@ class Dispatcher:
                 f"to {self.endpoint}. {self._hint}"
             )
         if not any(p.capable for p in self._scheduler.producers.values()):
-            missing = sorted(self._scheduler.required_transforms)
+            lacks = next(iter(self._scheduler.producers.values())).lacks
             return (
                 f"waited {waited:.0f} s for batch {batch} of epoch {epoch}: {producers} producer "
-                f"worker(s) are connected to {self.endpoint}, but none has the custom "
-                f"transform(s) {missing}; start producers with --plugin MODULE for the module(s) "
-                "that define them"
+                f"worker(s) are connected to {self.endpoint}, but none can make it: they lack "
+                f"{lacks}"
             )
         message = (
             f"waited {waited:.0f} s for batch {batch} of epoch {epoch} from {producers} producer "
@@ -459,12 +458,7 @@ class Dispatcher:
         )
         log.info("producer %s connected (%d connected)", producer.name, connected)
         if not producer.capable:
-            log.warning(
-                "producer %s lacks custom transform(s) %s and gets no tasks; start it with "
-                "--plugin MODULE for the module(s) that define them",
-                producer.name,
-                sorted(self._scheduler.required_transforms - set(hello.transforms)),
-            )
+            log.warning("producer %s gets no tasks: it lacks %s", producer.name, producer.lacks)
 
     def _on_result(self, identity: bytes, result: Result) -> None:
         error: ProtocolError | None = None

@@ -168,7 +168,9 @@ class Feed:
     """Batches of decoded, augmented images made by producer processes; no Keras needed.
 
     Args:
-        source: a CSV manifest, a directory of class subfolders, or a sequence of (path, label).
+        source: a CSV manifest, a directory of class subfolders, a folder of tar shards, any of
+            these at an ``s3://`` or ``http(s)://`` URL, or a sequence of (path, label) pairs
+            (paths may be URLs); see ``docs/storage.md``.
         data: what the batches are (:class:`DataConfig`).
         serving: how they are made and brought here (:class:`ServingConfig`).
         transport: makes the transport from the feed's recipe instead of sockets and producers
@@ -293,6 +295,7 @@ class Feed:
                 max_queue_size=serving.max_queue_size,
                 lease_timeout=serving.lease_timeout,
                 required_transforms=frozenset(recipe.custom_transforms),
+                required_origins=recipe.manifest.origins,
                 image_shape=recipe.image_shape,
                 dtype=np.dtype(recipe.dtype),
                 first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids
@@ -309,6 +312,7 @@ class Feed:
                 endpoint=connect_address(dispatcher.endpoint),
                 workers=workers,
                 data_root=recipe.manifest.producer_root,
+                allow=tuple(sorted(recipe.manifest.origins)),
                 plugins=tuple(serving.plugins),
                 heartbeat_interval=serving.heartbeat_interval,
                 credentials=local_credentials,

@@ -48,6 +48,7 @@ class _Launch:
     endpoint: str
     workers: int
     data_root: Path | None
+    allow: tuple[str, ...]
     plugins: tuple[str, ...]
     heartbeat_interval: float
     credentials: tuple[Path, Path] | None
@@ -63,19 +64,22 @@ class LocalProducers:
         endpoint: str,
         workers: int,
         data_root: Path | None,
+        allow: tuple[str, ...] = (),
         plugins: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
         credentials: tuple[Path, Path] | None = None,
         slots: SlotPool | None = None,
         on_exit: Callable[[str], None] | None = None,
     ) -> None:
-        """``credentials``: (the consumer's public key file, the producers' secret key file);
+        """``allow``: the object stores the producers may read (``--allow``); ``credentials``:
+        (the consumer's public key file, the producers' secret key file);
         ``slots``: shared memory the producers write batches into; ``on_exit``: called (on a
         thread of this object's) with a message when the producers exit before :meth:`close`."""
         launch = _Launch(
             endpoint=endpoint,
             workers=workers,
             data_root=data_root,
+            allow=allow,
             plugins=plugins,
             heartbeat_interval=heartbeat_interval,
             credentials=credentials,
@@ -195,6 +199,8 @@ def _command(launch: _Launch) -> list[str]:
     ]
     if launch.data_root is not None:
         command += ["--data-root", str(launch.data_root)]
+    for entry in launch.allow:
+        command += ["--allow", entry]
     for plugin in launch.plugins:
         command += ["--plugin", plugin]
     if launch.credentials is not None:

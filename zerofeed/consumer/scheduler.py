@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zerofeed.common.errors import ProtocolError
+from zerofeed.common.errors import ConfigError, ProtocolError
+from zerofeed.common.locations import AllowList
 from zerofeed.common.plan import EpochPlan
 from zerofeed.common.protocol import Hello, Result, Skipped
 from zerofeed.consumer.slots import SlotPool
@@ -85,7 +86,7 @@ class ProducerInfo:
     identity: bytes
     name: str
     capacity: int
-    capable: bool
+    lacks: str  # what it needs to get tasks ("" when it has everything)
     last_seen: float
     connection: int | None = None
     tasks: set[int] = field(default_factory=set)
@@ -93,6 +94,11 @@ class ProducerInfo:
     pid: int | None = None  # its process (local producers that share the slots say)
     strikes: int = 0  # results in a row that failed validation
     refused: str | None = None  # why it gets no more tasks (its results kept failing validation)
+
+    @property
+    def capable(self) -> bool:
+        """Whether it has every custom transform and may read every store the data is in."""
+        return not self.lacks
 
     @property
     def free(self) -> int:
@@ -148,6 +154,7 @@ class Scheduler:
         max_queue_size: int,
         lease_timeout: float,
         required_transforms: frozenset[str],
+        required_origins: frozenset[str] = frozenset(),
         image_shape: tuple[int, int, int],
         dtype: np.dtype,
         epoch: int = 0,
@@ -159,6 +166,7 @@ class Scheduler:
         self._max_queue_size = max_queue_size
         self._lease_timeout = lease_timeout
         self._required = required_transforms
+        self._origins = required_origins
         self._image_shape = image_shape
         self._dtype = np.dtype(dtype)
         self._slots = slots
@@ -194,6 +202,22 @@ class Scheduler:
         """The custom transforms a producer must have to get tasks."""
         return self._required
 
+    def lacking(self, hello: Hello) -> str:
+        """What a producer that said ``hello`` lacks to get tasks, as advice ("" if nothing)."""
+        problems = []
+        transforms = sorted(self._required - set(hello.transforms))
+        if transforms:
+            problems.append(
+                f"custom transform(s) {transforms} (start it with --plugin MODULE for the "
+                "module(s) that define them)"
+            )
+        allowed = AllowList(_valid_entries(hello.reads))
+        origins = sorted(o for o in self._origins if not allowed.covers(o))
+        if origins:
+            flags = " ".join(f"--allow {o}" for o in origins)
+            problems.append(f"leave to read {', '.join(origins)} (start it with {flags})")
+        return "; ".join(problems)
+
     # -- producers -------------------------------------------------------------------------------
 
     def hello(
@@ -206,7 +230,7 @@ class Scheduler:
             identity=identity,
             name=hello.producer,
             capacity=hello.credits,
-            capable=self._required <= set(hello.transforms),
+            lacks=self.lacking(hello),
             last_seen=now,
             connection=connection,
             shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
@@ -728,6 +752,18 @@ class Scheduler:
             self._awaited = {k for k in self._awaited if k >= position}
         self._floor = position
         self.epoch = position[0]
+
+
+def _valid_entries(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """The entries of a producer's ``reads`` that are URL prefixes (others grant nothing)."""
+    valid = []
+    for entry in entries:
+        try:
+            AllowList((entry,))
+        except ConfigError:
+            continue
+        valid.append(entry)
+    return tuple(valid)
 
 
 def _distinct_subset(rows: list[int], of: np.ndarray) -> bool:

@@ -58,7 +58,9 @@ class FeedSequence(keras.utils.PyDataset):
     :class:`~zerofeed.consumer.FeedCheckpoint`, :meth:`seek`, :meth:`state` and :meth:`restore`.
 
     Args:
-        source: a CSV manifest, a directory of class subfolders, or a sequence of (path, label).
+        source: a CSV manifest, a directory of class subfolders, a folder of tar shards, any of
+            these at an ``s3://`` or ``http(s)://`` URL, or a sequence of (path, label) pairs
+            (paths may be URLs); see ``docs/storage.md``.
         batch_size: samples per batch (the last batch of an epoch may be smaller; with ranks, see
             ``world_size``).
         image_size: ``(height, width)`` of the images produced.

@@ -42,7 +42,7 @@ class TorchFeed(torch.utils.data.IterableDataset):
     """Batches of a zerofeed :class:`~zerofeed.consumer.Feed` as torch tensors, one epoch a pass.
 
     Args:
-        source: a CSV manifest, a directory of class subfolders, or (path, label) pairs.
+        source: as for ``FeedSequence``: a CSV, class folders, tar shards, URLs, or pairs.
         initial_epoch: the epoch the first pass serves.
         **settings: the :class:`~zerofeed.consumer.DataConfig` and
             :class:`~zerofeed.consumer.ServingConfig` fields (``batch_size``, ``image_size``,

@@ -1,7 +1,7 @@
 """Turn one ``TASK`` into one ``RESULT``: every image written straight into one batch buffer.
 
-No sample can end a worker: every failure of one sample (a file that cannot be read, a path no
-file can have, an image that does not decode, a plugin that raises, and any other exception) is
+No sample can end a worker: every failure of one sample (a file or object that cannot be read, a
+path no file can have, an image that does not decode, a plugin that raises, and any other exception) is
 that sample's bad-sample report, its reason cut to :data:`~zerofeed.common.protocol.MAX_REASON_CHARS`
 (:func:`~zerofeed.common.protocol.brief`), and the worker goes on with the next one. A sample
 that takes longer than ``sample_timeout`` (a hung decoder, a stalled network file system, a FIFO
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -26,8 +27,8 @@ from zerofeed.common.plan import sample_rng
 from zerofeed.common.protocol import Result, Skipped, Task, brief
 from zerofeed.common.transforms import TransformSpec
 from zerofeed.producer.crashes import Breadcrumb
-from zerofeed.producer.paths import SampleLocator
 from zerofeed.producer.plugins import CustomTransform
+from zerofeed.producer.reader import SampleReader
 from zerofeed.producer.render import Renderer
 
 __all__ = ["BatchMaker"]
@@ -43,7 +44,7 @@ class BatchMaker:
     def __init__(
         self,
         *,
-        locator: SampleLocator,
+        reader: SampleReader,
         transforms: Mapping[str, CustomTransform],
         sample_timeout: float | None = None,
         breadcrumb: Breadcrumb | None = None,
@@ -54,7 +55,7 @@ class BatchMaker:
         see :mod:`zerofeed.producer.crashes`."""
         self._breadcrumb = breadcrumb
         self._crashed = dict(crashed or {})
-        self._locator = locator
+        self._reader = reader
         self._transforms = transforms
         self._sample_timeout = sample_timeout
         self._renderers: dict[bytes, Renderer] = {}
@@ -91,7 +92,10 @@ class BatchMaker:
                 try:
                     rng = sample_rng(task.seed, task.epoch, row)
                     with deadline.sample():
-                        renderer.render_into(self._locator.locate(path), rng, images[count])
+                        started = time.perf_counter()
+                        data = self._reader.read(path)
+                        self._count_read(time.perf_counter() - started)
+                        renderer.render_bytes(path, data, rng, images[count])
                     count += 1
                 except BadSampleError as exc:
                     skipped_list.append(Skipped(index=row, kind=exc.kind, reason=brief(exc.reason)))
@@ -122,6 +126,9 @@ class BatchMaker:
             skipped=tuple(skipped_list),
             images=_as_dtype(images[:count], task.dtype),
         )
+
+    def _count_read(self, seconds: float) -> None:
+        self.stage_seconds["read"] = self.stage_seconds.get("read", 0.0) + seconds
 
     def _renderer(self, task: Task) -> Renderer:
         key = msgpack.packb([task.image_size, task.augment])

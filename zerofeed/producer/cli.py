@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from zerofeed.common.errors import ConfigError
+from zerofeed.common.sizes import size_argument
 from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.supervisor import Supervisor
 
@@ -63,6 +64,27 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=[p for p in env("PLUGINS", "").split(",") if p],
         help="module defining ZEROFEED_TRANSFORMS; repeatable [ZEROFEED_PLUGINS, comma-separated]",
     )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        metavar="URL",
+        default=[a.strip() for a in env("ALLOW", "").split(",") if a.strip()],
+        help="object URLs this producer may read: s3://BUCKET, s3://BUCKET/PREFIX/, "
+        "https://HOST[:PORT][/PREFIX/], or s3:// for any bucket; repeatable (default: local "
+        "files only) [ZEROFEED_ALLOW, comma-separated]",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=optional("CACHE_DIR"),
+        help="keep remote reads in this folder, shared by the node's workers [ZEROFEED_CACHE_DIR]",
+    )
+    parser.add_argument(
+        "--cache-size",
+        type=size_argument,
+        default=env("CACHE_SIZE", "10GiB"),
+        help="the cache's budget, e.g. 500MB or 20GiB (default 10GiB) [ZEROFEED_CACHE_SIZE]",
+    )
     numeric: list[tuple[str, type, str, str]] = [
         ("prefetch", int, "2", "tasks each worker holds at once"),
         ("heartbeat-interval", float, "1.0", "seconds between heartbeats"),
@@ -74,6 +96,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             "seconds one image may take before it is reported as a bad sample (0: no limit)",
         ),
         ("max-pixels", int, "89478485", "images with more pixels are refused before decoding"),
+        ("store-timeout", float, "10", "seconds one request to an object store may take"),
+        (
+            "store-retry",
+            float,
+            "30",
+            "seconds transient object-store failures are retried before a read fails",
+        ),
         (
             "report-interval",
             float,
@@ -157,6 +186,11 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         exit_with_parent=args.exit_with_parent,
         name=args.name,
         slots=(args.slots, args.slot_bytes, args.slot_count) if args.slots else None,
+        allow=tuple(args.allow),
+        cache_dir=args.cache_dir,
+        cache_size=args.cache_size,
+        store_timeout=args.store_timeout,
+        store_retry=args.store_retry,
     )
 
 

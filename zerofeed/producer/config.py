@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerofeed.common.errors import ConfigError
+from zerofeed.common.locations import AllowList
+from zerofeed.common.storage import StoreOptions
 
 __all__ = ["ProducerConfig"]
 
@@ -44,6 +46,13 @@ class ProducerConfig:
         name: prefix for the producer's name in logs; default ``host:pid``.
         slots: the consumer's shared-memory slot file, ``(path, slot bytes, slot count)``: tasks
             that name a slot are written there instead of sent (local producers only).
+        allow: object URL prefixes this producer may read (``s3://bucket``,
+            ``https://host/prefix/``, or ``s3://`` for any bucket); none: local files only.
+        cache_dir: an on-disk cache of remote reads, shared by the node's workers.
+        cache_size: the cache's budget in bytes (with ``cache_dir``).
+        store_timeout: seconds one request to an object store may take.
+        store_retry: seconds transient store failures are retried before a read fails
+            (kind ``"unavailable"``).
     """
 
     endpoints: tuple[str, ...]
@@ -64,6 +73,11 @@ class ProducerConfig:
     exit_with_parent: bool = False
     name: str | None = None
     slots: tuple[Path, int, int] | None = None
+    allow: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+    cache_size: int = 10 * 2**30
+    store_timeout: float = 10.0
+    store_retry: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.endpoints, str) or not self.endpoints:
@@ -98,5 +112,9 @@ class ProducerConfig:
                 "CURVE needs both --server-key (the consumer's public .key) and --secret-key "
                 "(this producer's .key_secret); make them with `zerofeed keys generate DIR`"
             )
+        AllowList(self.allow)  # raises ConfigError for an entry that is not a URL prefix
+        StoreOptions(request_timeout=self.store_timeout, retry_seconds=self.store_retry)
+        if self.cache_size < 1 << 20:
+            raise ConfigError(f"cache_size must be at least 1 MiB, got {self.cache_size} bytes")
         if self.data_root is not None and not self.data_root.is_dir():
             raise ConfigError(f"data root {str(self.data_root)!r} is not a directory")

@@ -28,7 +28,6 @@ Without a crop the whole image is resized to ``image_size`` without keeping its 
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import struct
 import time
@@ -42,6 +41,7 @@ from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.transforms import CropSpec, TransformSpec
 from zerofeed.producer import decode, resize
 from zerofeed.producer.plugins import CustomTransform
+from zerofeed.producer.reader import read_file
 
 __all__ = ["BAD_SAMPLE_KINDS", "Renderer", "random_resized_crop"]
 
@@ -119,7 +119,7 @@ class Renderer:
         return self._spec
 
     def render_into(self, path: pathlib.Path, rng: np.random.Generator, out: np.ndarray) -> None:
-        """Decode, augment and write one sample into ``out``.
+        """Read, decode, augment and write one local image file into ``out``.
 
         Args:
             path: the image file.
@@ -132,22 +132,29 @@ class Renderer:
             ConfigError: ``out`` has the wrong shape or dtype (a caller bug, not a bad sample).
         """
         self._check_out(out)
-        path = pathlib.Path(path)
         started = time.perf_counter()
-        data = _read(path)
-        read = time.perf_counter()
-        self._count("read", read - started)
+        data = read_file(pathlib.Path(path))
+        self._count("read", time.perf_counter() - started)
+        self.render_bytes(str(path), data, rng, out)
+
+    def render_bytes(
+        self, name: str, data: bytes, rng: np.random.Generator, out: np.ndarray
+    ) -> None:
+        """Decode, augment and write one encoded image, ``data``, into ``out``; ``name`` (the
+        sample's manifest path) is what errors name. Raises as :meth:`render_into`."""
+        self._check_out(out)
+        started = time.perf_counter()
         if self._geometry_only:  # crop, resize and flips in one pass, straight into `out`
             try:
-                self._geometry(path, data, rng, out)
+                self._geometry(name, data, rng, out)
             finally:
-                self._count("decode", time.perf_counter() - read)
+                self._count("decode", time.perf_counter() - started)
             return
-        image = self._geometry(path, data, rng, None)
+        image = self._geometry(name, data, rng, None)
         decoded = time.perf_counter()
-        self._count("decode", decoded - read)
+        self._count("decode", decoded - started)
         try:
-            self._augment_into(path, image, rng, out)
+            self._augment_into(name, image, rng, out)
         finally:
             self._count("augment", time.perf_counter() - decoded)
 
@@ -155,7 +162,7 @@ class Renderer:
         self._stages[stage] = self._stages.get(stage, 0.0) + seconds
 
     def _augment_into(
-        self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator, out: np.ndarray
+        self, path: str, image: Image.Image, rng: np.random.Generator, out: np.ndarray
     ) -> None:
         image = self._photometric(image, rng)
         result = self._apply_custom(path, image, rng)
@@ -180,16 +187,16 @@ class Renderer:
 
     @overload
     def _geometry(
-        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: None
+        self, path: str, data: bytes, rng: np.random.Generator, out: None
     ) -> Image.Image: ...
 
     @overload
     def _geometry(
-        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: np.ndarray
+        self, path: str, data: bytes, rng: np.random.Generator, out: np.ndarray
     ) -> None: ...
 
     def _geometry(
-        self, path: pathlib.Path, data: bytes, rng: np.random.Generator, out: np.ndarray | None
+        self, path: str, data: bytes, rng: np.random.Generator, out: np.ndarray | None
     ) -> Image.Image | None:
         try:
             return self._crop_resize(data, rng, out)
@@ -267,7 +274,7 @@ class Renderer:
         return image
 
     def _apply_custom(
-        self, path: pathlib.Path, image: Image.Image, rng: np.random.Generator
+        self, path: str, image: Image.Image, rng: np.random.Generator
     ) -> Image.Image | np.ndarray:
         current: Image.Image | np.ndarray = image
         for name, fn, params in self._custom:
@@ -278,7 +285,7 @@ class Renderer:
 
     def _call_custom(
         self,
-        path: pathlib.Path,
+        path: str,
         name: str,
         fn: CustomTransform,
         params: Mapping[str, Any],
@@ -372,30 +379,6 @@ def _pillow_crop_resize(
         box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
         reducing_gap=None,
     )
-
-
-def _read(path: pathlib.Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:  # without Python's buffered file objects: a read of the size, then one at the end
-            chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
-            while chunks[-1]:  # more when the size was unknown (a pipe) or the file grew
-                chunks.append(os.read(fd, 1 << 20))
-            return chunks[0] if len(chunks) == 2 else b"".join(chunks)
-        finally:
-            os.close(fd)
-    except FileNotFoundError as exc:
-        raise BadSampleError(str(path), "missing", f"no such file ({exc.strerror})") from exc
-    except PermissionError as exc:
-        raise BadSampleError(
-            str(path),
-            "permission",
-            f"permission denied ({exc.strerror}); make it readable by the producer's user",
-        ) from exc
-    except OSError as exc:
-        raise BadSampleError(
-            str(path), "unreadable", f"cannot read the file ({type(exc).__name__}: {exc})"
-        ) from exc
 
 
 def _decode_reason(exc: BaseException, data: bytes) -> str:

@@ -107,9 +107,13 @@ def _make_worker(
     should_stop: Callable[[], bool],
     report_requested: threading.Event,
 ) -> Worker:
+    from zerofeed.common.locations import AllowList
+    from zerofeed.common.storage import ObjectStores, StoreOptions
     from zerofeed.producer.batch import BatchMaker
+    from zerofeed.producer.cache import DiskCache
     from zerofeed.producer.paths import SampleLocator
     from zerofeed.producer.plugins import load_plugins
+    from zerofeed.producer.reader import SampleReader
     from zerofeed.producer.worker import Worker
 
     transforms = load_plugins(config.plugins)
@@ -118,7 +122,16 @@ def _make_worker(
         config,
         name=name,
         maker=BatchMaker(
-            locator=SampleLocator(config.data_root),
+            reader=SampleReader(
+                locator=SampleLocator(config.data_root),
+                allow=AllowList(config.allow),
+                stores=ObjectStores(
+                    StoreOptions(
+                        request_timeout=config.store_timeout, retry_seconds=config.store_retry
+                    )
+                ),
+                cache=DiskCache(config.cache_dir, config.cache_size) if config.cache_dir else None,
+            ),
             transforms=transforms,
             sample_timeout=config.sample_timeout or None,
             breadcrumb=Breadcrumb(crashes.breadcrumb),

@@ -93,6 +93,7 @@ class Worker:
             transforms=self._transforms,
             slots=str(self._slots.path) if self._slots is not None else "",
             pid=os.getpid() if self._slots is not None else None,
+            reads=self._config.allow,
         )
 
     def make(self, task: Task) -> Result:

@@ -86,10 +86,21 @@ def all_batches(seq: FeedSequence) -> list[np.ndarray]:
     return [np.array(seq[i][0]) for i in range(len(seq))]
 
 
-def local_reference(dataset: Path, **settings: object) -> list[np.ndarray]:
-    with FeedSequence(
-        dataset, image_size=ID_SIZE, batch_size=8, seed=5, augment=AUGMENT, **settings
-    ) as seq:
+def augmented_feed(source: object) -> FeedSequence:
+    """The feed every identity check compares: same seed, batches and augmentation."""
+    return FeedSequence(
+        source,  # type: ignore[arg-type]
+        image_size=ID_SIZE,
+        batch_size=8,
+        seed=5,
+        augment=AUGMENT,
+        local_producers=1,
+        timeout=60,
+    )
+
+
+def local_reference(source: Path) -> list[np.ndarray]:
+    with augmented_feed(source) as seq:
         return all_batches(seq)
 
 
@@ -99,16 +110,8 @@ def local_reference(dataset: Path, **settings: object) -> list[np.ndarray]:
 def test_s3_manifest_and_images_exactly_once_identical_to_local_files(
     aws: MotoServer, dataset: Path
 ) -> None:
-    reference = local_reference(dataset, local_producers=1)
-    with FeedSequence(
-        "s3://bkt/ids/manifest.csv",
-        image_size=ID_SIZE,
-        batch_size=8,
-        seed=5,
-        augment=AUGMENT,
-        local_producers=1,
-        timeout=60,
-    ) as seq:
+    reference = local_reference(dataset)
+    with augmented_feed("s3://bkt/ids/manifest.csv") as seq:
         assert seq.manifest.paths[0] == "s3://bkt/ids/img/00000.png"
         got = all_batches(seq)
         assert len(got) == len(reference)
@@ -222,17 +225,10 @@ def test_pack_round_trip_locally_and_through_s3(
     assert index[0] == "path,label" and index[1].startswith("shard-000000.tar#")
     with tarfile.open(tmp_path / "shards" / "shard-000000.tar") as archive:
         assert archive.getnames()[:2] == ["000000000.png", "000000000.cls"]
-    reference = local_reference(dataset, local_producers=1)
-    assert _batches_equal(local_reference(tmp_path / "shards", local_producers=1), reference)
+    reference = local_reference(dataset)
+    assert _batches_equal(local_reference(tmp_path / "shards"), reference)
     assert pack(str(dataset), "s3://bkt/packed/", shard_size=4096).shards == summary.shards
-    with FeedSequence(
-        "s3://bkt/packed/",
-        image_size=ID_SIZE,
-        batch_size=8,
-        seed=5,
-        augment=AUGMENT,
-        local_producers=1,
-    ) as seq:
+    with augmented_feed("s3://bkt/packed/") as seq:
         assert seq.manifest.paths[0].startswith("s3://bkt/packed/shard-000000.tar#")
         assert _batches_equal(all_batches(seq), reference)
         seq.on_epoch_end()
@@ -298,16 +294,9 @@ def test_corrupt_member_and_truncated_shard_are_bad_samples(dataset: Path, tmp_p
 
 
 def test_http_shards_and_files_exactly_once_identical_to_local(nginx: Nginx, dataset: Path) -> None:
-    reference = local_reference(dataset, local_producers=1)
+    reference = local_reference(dataset)
     for source in (f"{nginx.url}/shards/", f"{nginx.url}/ids/manifest.csv"):
-        with FeedSequence(
-            source,
-            image_size=ID_SIZE,
-            batch_size=8,
-            seed=5,
-            augment=AUGMENT,
-            local_producers=1,
-        ) as seq:
+        with augmented_feed(source) as seq:
             assert _batches_equal(all_batches(seq), reference), source
             seq.on_epoch_end()
             assert Counter(epoch_rows(seq)) == Counter(range(COUNT))

@@ -98,7 +98,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"Physical limit of zerofeed's per-image work: {cores} cores x {raw:.0f} img/s = "
             f"{cores * raw:.0f} img/s."
         )
-    lines += _fit_costs(rows) + _end_stalls(rows) + _contention(rows)
+    lines += _fit_costs(rows) + _storage_requests(rows) + _end_stalls(rows) + _contention(rows)
     lines += ["", "## Targets", ""]
     lines += [_target_line(Target(**t)) for t in report["targets"]]
     return "\n".join(lines) + "\n"
@@ -120,6 +120,22 @@ def _fit_costs(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [
         "Trainer CPU per batch under `fit`, minus the model alone on one cached batch (what the "
         "input pipeline costs the training process): " + ", ".join(costs) + "."
+    ]
+
+
+def _storage_requests(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Requests per image of the rows that read from a server that logs them (nginx)."""
+    counted = [
+        f"{key} {result['requests_per_image']:.2f}"
+        for key, result in rows.items()
+        if result.get("requests_per_image") is not None
+    ]
+    if not counted:
+        return []
+    return [
+        "Requests per image, from nginx's access log over the last timed epoch: "
+        + ", ".join(counted)
+        + " (the S3 rows make one GET, or one ranged GET, per image by construction)."
     ]
 
 

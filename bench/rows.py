@@ -127,6 +127,23 @@ ROWS: tuple[Row, ...] = (
         _CROP + "; full decode",
         "bench.pipelines.pil:run_naive",
     ),
+    *(
+        Row(
+            f"zerofeed_{where}",
+            f"zerofeed FeedSequence, seq[i] loop, {name}",
+            _AA,
+            f"as the zerofeed row, the same images {how}",
+            "bench.pipelines.storage:run_storage",
+            {"where": where},
+        )
+        for where, name, how in (
+            ("shards", "tar shards", "packed by `zerofeed pack` in 64 MB tars on local disk"),
+            ("http", "nginx", "served by nginx on loopback (one GET per image)"),
+            ("http_shards", "nginx, shards", "in 64 MB tars served by nginx (ranged GETs)"),
+            ("s3", "moto S3", "in moto's S3 server on loopback (a Python server, same cores)"),
+            ("s3_shards", "moto S3, shards", "in 8 MB tars in moto's S3 server (ranged GETs)"),
+        )
+    ),
     Row(
         "raw",
         "zerofeed Renderer.render_into, 1 core, in-process",

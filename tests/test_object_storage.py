@@ -22,7 +22,7 @@ import pytest
 
 from bench.servers import MotoServer, Nginx
 from tests.conftest import ID_SIZE, ids_of, remote_feed, start_producer, write_id_dataset
-from zerofeed.common.errors import BadSampleError, FeedTimeoutError
+from zerofeed.common.errors import BadSampleError, ConfigError, FeedTimeoutError
 from zerofeed.common.shards import INDEX_NAME
 from zerofeed.consumer import FeedSequence
 from zerofeed.pack import pack
@@ -396,3 +396,23 @@ def test_url_outside_the_allowed_prefix_is_refused_unread(aws: MotoServer, datas
         assert {s.kind for s in seq.stats.skipped} == {"not_allowed"}
         assert "--allow s3://bkt" in seq.stats.skipped[0].reason
     assert aws.credentials["AWS_SECRET_ACCESS_KEY"] not in log
+
+
+def test_local_producers_cache_for_the_trainer(nginx: Nginx, tmp_path: Path) -> None:
+    with FeedSequence(
+        f"{nginx.url}/ids/manifest.csv",
+        image_size=ID_SIZE,
+        batch_size=COUNT,
+        local_producers=1,
+        cache_dir=tmp_path / "cache",
+        cache_size="16MiB",
+    ) as seq:
+        assert sorted(ids_of(seq[0][0])) == list(range(COUNT))
+        seq.on_epoch_end()
+        nginx.stop()
+        try:
+            assert sorted(ids_of(seq[0][0])) == list(range(COUNT))
+        finally:
+            nginx.start()
+    with pytest.raises(ConfigError, match="cache_size"):
+        FeedSequence(f"{nginx.url}/ids/manifest.csv", cache_dir=tmp_path, cache_size="lots")

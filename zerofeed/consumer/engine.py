@@ -44,6 +44,7 @@ from zerofeed.common.manifest import Manifest, ManifestSource, load_manifest, va
 from zerofeed.common.metrics import Metric, MetricsServer
 from zerofeed.common.plan import check_rank
 from zerofeed.common.plugins import load_plugins
+from zerofeed.common.sizes import parse_size
 from zerofeed.common.transforms import parse_augment
 from zerofeed.consumer.credentials import curve_settings
 from zerofeed.consumer.dispatcher import Dispatcher, DispatcherSettings
@@ -135,6 +136,8 @@ class ServingConfig:
     authorized_keys: str | Path | None = None
     metrics_port: int | None = None
     shared_memory: bool = True
+    cache_dir: str | Path | None = None
+    cache_size: int | str = "10GiB"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -313,6 +316,7 @@ class Feed:
                 workers=workers,
                 data_root=recipe.manifest.producer_root,
                 allow=tuple(sorted(recipe.manifest.origins)),
+                cache=_local_cache(serving),
                 plugins=tuple(serving.plugins),
                 heartbeat_interval=serving.heartbeat_interval,
                 credentials=local_credentials,
@@ -654,6 +658,20 @@ def _private_folder(stack: contextlib.ExitStack) -> str:
     stack.callback(shutil.rmtree, folder, ignore_errors=True)
     stack.callback(owner.release)
     return str(folder)
+
+
+def _local_cache(serving: ServingConfig) -> tuple[Path, int] | None:
+    """The local producers' ``(--cache-dir, --cache-size)``, checked here."""
+    if serving.cache_dir is None:
+        return None
+    size = serving.cache_size
+    try:
+        budget = parse_size(size) if isinstance(size, str) else int(size)
+    except ValueError as exc:
+        raise ConfigError(f"cache_size: {exc}") from exc
+    if budget < 1 << 20:
+        raise ConfigError(f"cache_size must be at least 1 MiB, got {size!r}")
+    return Path(serving.cache_dir).resolve(), budget
 
 
 def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:

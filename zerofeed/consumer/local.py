@@ -49,6 +49,7 @@ class _Launch:
     workers: int
     data_root: Path | None
     allow: tuple[str, ...]
+    cache: tuple[Path, int] | None
     plugins: tuple[str, ...]
     heartbeat_interval: float
     credentials: tuple[Path, Path] | None
@@ -65,13 +66,15 @@ class LocalProducers:
         workers: int,
         data_root: Path | None,
         allow: tuple[str, ...] = (),
+        cache: tuple[Path, int] | None = None,
         plugins: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
         credentials: tuple[Path, Path] | None = None,
         slots: SlotPool | None = None,
         on_exit: Callable[[str], None] | None = None,
     ) -> None:
-        """``allow``: the object stores the producers may read (``--allow``); ``credentials``:
+        """``allow``: the object stores the producers may read (``--allow``); ``cache``: their
+        ``(--cache-dir, --cache-size)``; ``credentials``:
         (the consumer's public key file, the producers' secret key file);
         ``slots``: shared memory the producers write batches into; ``on_exit``: called (on a
         thread of this object's) with a message when the producers exit before :meth:`close`."""
@@ -80,6 +83,7 @@ class LocalProducers:
             workers=workers,
             data_root=data_root,
             allow=allow,
+            cache=cache,
             plugins=plugins,
             heartbeat_interval=heartbeat_interval,
             credentials=credentials,
@@ -201,6 +205,8 @@ def _command(launch: _Launch) -> list[str]:
         command += ["--data-root", str(launch.data_root)]
     for entry in launch.allow:
         command += ["--allow", entry]
+    if launch.cache is not None:
+        command += ["--cache-dir", str(launch.cache[0]), "--cache-size", str(launch.cache[1])]
     for plugin in launch.plugins:
         command += ["--plugin", plugin]
     if launch.credentials is not None:

@@ -108,6 +108,9 @@ class FeedSequence(keras.utils.PyDataset):
         shared_memory: local producers write batches into shared memory that the batches are
             then handed out from (no socket copy, no allocation per batch); ``False`` sends
             them over the socket, as remote producers do.
+        cache_dir: local producers keep what they read from object stores and web servers in
+            this folder (``zerofeed producer --cache-dir``): later epochs read the local disk.
+        cache_size: that cache's budget, bytes or text such as ``"50GB"`` (default 10 GiB).
         transport: a seam for tests: batches from this transport (e.g.
             :class:`~zerofeed.consumer.MockTransport`) instead of sockets and producers.
     """
@@ -142,6 +145,8 @@ class FeedSequence(keras.utils.PyDataset):
         authorized_keys: str | Path | None = None,
         metrics_port: int | None = None,
         shared_memory: bool = True,
+        cache_dir: str | Path | None = None,
+        cache_size: int | str = "10GiB",
         transport: TransportFactory | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
@@ -176,6 +181,8 @@ class FeedSequence(keras.utils.PyDataset):
                 authorized_keys=authorized_keys,
                 metrics_port=metrics_port,
                 shared_memory=shared_memory,
+                cache_dir=cache_dir,
+                cache_size=cache_size,
             ),
             transport=transport,
         )

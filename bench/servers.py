@@ -1,4 +1,4 @@
-"""Real storage servers on loopback, for the storage tests and ``bench.storage``: moto's S3 server
+"""Real storage servers on loopback, for the storage tests and the storage rows of ``./dev bench``: moto's S3 server
 and nginx, each started as its own process and stopped by ``close()``."""
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zerofeed.common.errors import ConfigError
+from zerofeed.common.errors import BadSampleError, ConfigError, ManifestError
 from zerofeed.common.locations import (
     AllowList,
     join_url,
@@ -23,6 +24,9 @@ from zerofeed.common.manifest import load_manifest
 from zerofeed.common.protocol import Hello, decode, encode
 from zerofeed.common.sizes import parse_size
 from zerofeed.producer.cache import DiskCache
+from zerofeed.producer.config import ProducerConfig
+from zerofeed.producer.paths import SampleLocator
+from zerofeed.producer.reader import SampleReader
 
 
 def test_urls_split_into_origin_and_key() -> None:
@@ -75,10 +79,11 @@ def test_allow_list_permits_at_component_boundaries() -> None:
     assert not allow.permits("https://h/pub/../private/a.jpg")
     assert AllowList(("s3://bkt",)).permits("s3://bkt/a.jpg")
     assert not AllowList(("s3://bkt",)).permits("s3://bktother/a.jpg")
-    assert allow.covers("s3://anything") and allow.covers("https://h")
-    assert not AllowList(("https://h/pub/",)).covers("https://other")
+    assert not allow.permits("https://h/pub/%2E%2e/private/a.jpg")
+    assert not allow.permits("https://h/pub/..%2fprivate/a.jpg")
+    assert allow.permits("s3://anything/a.jpg")
     assert not AllowList().permits("s3://bkt/a.jpg")
-    assert "--allow s3://bkt" in AllowList().refusal("s3://bkt/a.jpg")
+    assert "--allow s3://bkt/img/" in AllowList().refusal("s3://bkt/img/a.jpg")
     with pytest.raises(ConfigError):
         AllowList(("bucket-without-scheme",))
 
@@ -107,6 +112,7 @@ def test_manifest_of_urls_names_its_stores(tmp_path: Path) -> None:
     manifest.write_text("s3://b1/a.jpg,0\nhttps://h:81/x/b.jpg,1\nlocal/c.jpg,0\n")
     loaded = load_manifest(manifest)
     assert loaded.origins == {"s3://b1", "https://h:81"}
+    assert loaded.url_prefixes == {"s3://b1/", "https://h:81/x/"}
     assert loaded.producer_paths[0] == "s3://b1/a.jpg"
     assert loaded.producer_paths[2] == "local/c.jpg"
 
@@ -122,21 +128,52 @@ def test_cache_keeps_entries_and_stays_within_its_budget(tmp_path: Path) -> None
     assert cache.get("k299") is not None  # the newest stay
 
 
-def _hammer(folder: str, worker: int) -> int:
-    cache = DiskCache(Path(folder), 2**20)
-    wrong = 0
-    for i in range(400):
-        key = f"k{(i * 7 + worker) % 120}"
-        data = key.encode() * 4000
-        found = cache.get(key)
-        if found is not None and found != data:
-            wrong += 1
-        cache.put(key, data)
-    return wrong
+_HAMMER = """
+import sys
+from pathlib import Path
+from zerofeed.producer.cache import DiskCache
+cache = DiskCache(Path(sys.argv[1]), 2**20)
+worker, wrong = int(sys.argv[2]), 0
+for i in range(400):
+    key = f"k{(i * 7 + worker) % 120}"
+    data = key.encode() * 4000
+    found = cache.get(key)
+    if found is not None and found != data:
+        wrong += 1
+    cache.put(key, data)
+print(wrong)
+"""
 
 
 def test_cache_shared_by_processes_never_serves_a_torn_entry(tmp_path: Path) -> None:
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        wrong = pool.starmap(_hammer, [(str(tmp_path / "c"), w) for w in range(3)])
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HAMMER, str(tmp_path / "c"), str(w)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(3)
+    ]
+    wrong = [int(w.communicate(timeout=120)[0]) for w in workers]
     assert wrong == [0, 0, 0]
     assert DiskCache(tmp_path / "c", 2**20).size() <= 2**20 * 1.3
+
+
+def test_shard_members_of_urls_are_manifest_paths() -> None:
+    loaded = load_manifest([("s3://b/s/a.tar#512+10", 1), ("s3://b/s/b.tar#0+3", 2)])
+    assert loaded.url_prefixes == {"s3://b/s/"}
+    with pytest.raises(ManifestError, match="query string"):
+        load_manifest([("https://h/a.jpg?sig=1", 0)])
+
+
+def test_reader_refuses_what_allow_does_not_cover_without_reading(tmp_path: Path) -> None:
+    reader = SampleReader(locator=SampleLocator(tmp_path), allow=AllowList(("s3://bkt/pub/",)))
+    with pytest.raises(BadSampleError) as caught:
+        reader.read("s3://bkt/private/a.jpg")
+    assert caught.value.kind == "not_allowed" and reader.remote_reads == 0
+
+
+def test_sample_timeout_must_outlast_the_store_retries() -> None:
+    with pytest.raises(ConfigError, match="sample_timeout"):
+        ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=20, store_retry=15)
+    ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=0, store_retry=60)  # no limit: fine

@@ -381,20 +381,21 @@ def test_credentials_from_the_shared_credentials_file(
         assert sorted(ids_of(seq[0][0])) == list(range(COUNT))
 
 
-def test_url_outside_the_allowed_prefix_is_refused_unread(aws: MotoServer, dataset: Path) -> None:
+def test_producer_allowed_another_prefix_of_the_bucket_gets_no_work(
+    aws: MotoServer, dataset: Path
+) -> None:
     pairs = [(f"s3://bkt/ids/img/{row:05d}.png", 0) for row in range(4)]
-    with remote_feed(pairs, batch_size=4, on_error="skip") as seq:  # type: ignore[arg-type]
+    with remote_feed(pairs, batch_size=4, timeout=3) as seq:  # type: ignore[arg-type]
         process = start_producer(
             seq.endpoint, dataset.parent, "--allow", "s3://bkt/public/", capture_log=True
         )
         try:
-            images, _ = seq[0]
+            with pytest.raises(FeedTimeoutError, match=r"--allow s3://bkt/ids/img/"):
+                seq[0]
+            assert seq.stats.tasks_issued == 0 and not seq.stats.skipped
         finally:
             process.terminate()
             _, log = process.communicate(timeout=20)
-        assert len(images) == 0
-        assert {s.kind for s in seq.stats.skipped} == {"not_allowed"}
-        assert "--allow s3://bkt" in seq.stats.skipped[0].reason
     assert aws.credentials["AWS_SECRET_ACCESS_KEY"] not in log
 
 
@@ -416,3 +417,28 @@ def test_local_producers_cache_for_the_trainer(nginx: Nginx, tmp_path: Path) -> 
             nginx.start()
     with pytest.raises(ConfigError, match="cache_size"):
         FeedSequence(f"{nginx.url}/ids/manifest.csv", cache_dir=tmp_path, cache_size="lots")
+
+
+def test_remote_webdataset_tars_without_an_index(
+    aws: MotoServer, nginx: Nginx, web_root: Path, dataset: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "wds"
+    folder.mkdir()
+    with tarfile.open(folder / "train-0.tar", "w") as archive:
+        for row in range(COUNT):
+            data = (dataset.parent / f"img/{row:05d}.png").read_bytes()
+            for name, payload in (
+                (f"s{row:04d}.png", data),
+                (f"s{row:04d}.cls", b"%d" % (row % 2)),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                archive.addfile(info, BytesIO(payload))
+    aws.upload("bkt", folder, "wds/")
+    shutil.copy(folder / "train-0.tar", web_root / "train-0.tar")
+    for source in ("s3://bkt/wds/", f"{nginx.url}/train-0.tar"):
+        with FeedSequence(source, image_size=ID_SIZE, batch_size=COUNT, local_producers=1) as seq:
+            images, labels = seq[0]
+        rows = ids_of(images)
+        assert sorted(rows) == list(range(COUNT)), source
+        assert [int(v) for v in labels] == [row % 2 for row in rows]

@@ -38,6 +38,7 @@ REMOTE_SCHEMES: tuple[str, ...] = ("s3", "http", "https")
 """URL schemes producers read (``s3://`` for any S3-compatible store)."""
 
 _URL_PREFIXES = tuple(f"{scheme}://" for scheme in REMOTE_SCHEMES)
+_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)  # an encoded ".", "/" or "\\": never allowed
 _MEMBER = re.compile(r"^(.+\.tar)#([0-9]{1,15})\+([0-9]{1,12})$")
 
 
@@ -124,25 +125,20 @@ class AllowList:
 
     def permits(self, url: str) -> bool:
         """Whether ``url`` lies under one of the entries (at a ``/`` boundary); a URL with a
-        ``.`` or ``..`` component is never permitted (an HTTP server would fold it)."""
-        if any(part in (".", "..") for part in url.split("/")[3:]):
+        ``.`` or ``..`` component, or a percent-encoded ``.``, ``/`` or ``\\``, is never
+        permitted (a web server would fold it out of the prefix)."""
+        path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+        if any(part in (".", "..") for part in path.split("/")) or _ENCODED.search(path):
             return False
         return any(_under(url, entry) for entry in self.entries)
-
-    def covers(self, url_origin: str) -> bool:
-        """Whether some entry lets this producer read objects of ``url_origin`` at all: what a
-        consumer checks before it sends such a producer work."""
-        return any(
-            (entry.endswith("://") and url_origin.startswith(entry)) or origin(entry) == url_origin
-            for entry in self.entries
-        )
 
     def refusal(self, url: str) -> str:
         """Why ``url`` is refused, and how to allow it."""
         allowed = ", ".join(self.entries) if self.entries else "none"
+        folder = url.rsplit("/", 1)[0] + "/"
         return (
             f"this producer may not read {url} (allowed: {allowed}); start it with "
-            f"--allow {origin(url)} (or a prefix of it) to let it read there"
+            f"--allow {folder} (or a prefix of it, such as {origin(url)}) to let it read there"
         )
 
 

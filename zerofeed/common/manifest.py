@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from zerofeed.common.errors import BadSampleError, ConfigError, ManifestError
-from zerofeed.common.locations import is_url, join_url, split_url
+from zerofeed.common.locations import is_url, join_url, parse_member, split_url
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -140,12 +140,25 @@ class Manifest:
     @cached_property
     def origins(self) -> frozenset[str]:
         """The object stores its paths name (``s3://bucket``, ``https://host:port``): what
-        producers must be allowed to read (``zerofeed producer --allow``)."""
-        found: set[str] = set()
+        local producers are allowed to read (``zerofeed producer --allow``)."""
+        return frozenset("/".join(prefix.split("/", 3)[:3]) for prefix in self.url_prefixes)
+
+    @cached_property
+    def url_prefixes(self) -> frozenset[str]:
+        """For each object store its paths name, the deepest folder URL holding all of them
+        (``s3://bucket/train/``): a producer gets this feed's tasks only if its ``--allow``
+        covers every one, so none of its samples is refused as ``not_allowed``."""
+        by_origin: dict[str, list[str]] = {}
         for path in self.paths:
             if is_url(path):
-                found.add("/".join(path.split("/", 3)[:3]))
-        return frozenset(found)
+                member = parse_member(path)
+                url = member.container if member is not None else path
+                by_origin.setdefault("/".join(url.split("/", 3)[:3]), []).append(url)
+        return frozenset(
+            # character by character on purpose, then cut back to the last "/": a folder URL
+            os.path.commonprefix(urls).rsplit("/", 1)[0] + "/"  # noqa: RUF071
+            for urls in by_origin.values()
+        )
 
     @cached_property
     def num_classes(self) -> int | None:
@@ -422,14 +435,27 @@ def _load_url(url: str, header: bool | None) -> Manifest:
     try:
         data = ObjectStores().read(url)
     except BadSampleError as exc:
-        raise ManifestError(f"cannot read the manifest {url}: {exc.kind}: {exc.reason}") from exc
+        hint = ""
+        if exc.kind == "missing" and not posixpath.splitext(url)[1]:
+            hint = f"; if {url} is a folder of tar shards, end it with '/'"
+        raise ManifestError(
+            f"cannot read the manifest {url}: {exc.kind}: {exc.reason}{hint}"
+        ) from exc
     try:
         text = io.StringIO(data.decode("utf-8-sig"), newline="")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{url}: the CSV manifest is not UTF-8 text: {exc}") from exc
     table = _read_csv_table(_csv_stream_rows(text, url), url, header)
     folder = url.rsplit("/", 1)[0] + "/"
-    table.paths = [join_url(folder, p.lstrip("/") if not is_url(p) else p) for p in table.paths]
+    joined = []
+    for line, path in zip(table.lines, table.paths, strict=True):
+        if path.startswith("/"):
+            raise ManifestError(
+                f"{url}, line {line}: {path!r} is a local path, but a remote manifest's rows are "
+                "relative to its folder URL or are URLs themselves; write it relative, or as a URL"
+            )
+        joined.append(_url_cell(join_url(folder, path), line, url))
+    table.paths = joined
     return _table_manifest(table, None)
 
 
@@ -520,8 +546,10 @@ def _is_header(row1: list[str], row2: list[str] | None) -> bool:
 
 
 def _url_cell(cell: str, line: int, where: str) -> str:
+    """``cell`` if it is an object URL, or a shard member of one, that names an object."""
+    member = parse_member(cell)
     try:
-        split_url(cell)
+        split_url(member.container if member is not None else cell)
     except ConfigError as exc:
         raise ManifestError(f"{where}, line {line}: {exc}") from exc
     return cell

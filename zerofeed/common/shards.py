@@ -126,7 +126,8 @@ def scan_tar(stream: IO[bytes], where: str) -> Iterator[tuple[str, int, int, Any
                         yield from _finished(current, where)
                     current = _Sample(key)
                 if "." + extension.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS:
-                    current.image = (info.offset_data, info.size)
+                    if current.image is None:  # the first image is the sample (a mask may follow)
+                        current.image = (info.offset_data, info.size)
                 elif extension in ("cls", "json") and info.size <= _LABEL_BYTES:
                     member = archive.extractfile(info)
                     if member is not None:
@@ -270,6 +271,8 @@ class ShardWriter:
             self._scratch = tempfile.TemporaryDirectory(prefix="zerofeed-pack-")
         else:
             Path(self.out).mkdir(parents=True, exist_ok=True)
+            # An index left by an earlier pack would name bytes this one overwrites.
+            (Path(self.out) / INDEX_NAME).unlink(missing_ok=True)
 
     def add(self, key: str, extension: str, data: bytes, label: Any) -> str:
         """Add one sample; returns its index path (``shard-NNNNNN.tar#OFFSET+SIZE``)."""

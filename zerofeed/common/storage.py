@@ -23,6 +23,7 @@ shared config and credentials files (``~/.aws/credentials``, ``AWS_PROFILE``) an
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +36,7 @@ from zerofeed.common.locations import split_url
 __all__ = ["ObjectStores", "StoreOptions"]
 
 _REASON_CHARS = 300
+_STATUS = re.compile(r"status code: ([0-9]{3})\b")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +53,7 @@ class StoreOptions:
 
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
-    retry_seconds: float = 30.0
+    retry_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("request_timeout", "connect_timeout", "retry_seconds"):
@@ -79,7 +81,10 @@ class ObjectStores:
         """
         import obstore
 
-        store, key = self._store_and_key(url)
+        try:
+            store, key = self._store_and_key(url)
+        except ConfigError as exc:
+            raise BadSampleError(url, "unreadable", str(exc)) from exc
         try:
             if byte_range is None:
                 return bytes(obstore.get(store, key).bytes())
@@ -206,26 +211,25 @@ def _bad_read(url: str, exc: BaseException) -> BadSampleError:
     from obstore import exceptions
 
     said = _first_lines(str(exc))
-    if isinstance(exc, FileNotFoundError | exceptions.NotFoundError):
+    status = _STATUS.search(said)
+    code = int(status.group(1)) if status else None
+    if code == 404 or isinstance(exc, FileNotFoundError | exceptions.NotFoundError):
         return BadSampleError(url, "missing", f"the store has no such object ({said})")
-    if isinstance(exc, exceptions.PermissionDeniedError | exceptions.UnauthenticatedError):
+    if code in (401, 403) or isinstance(
+        exc, exceptions.PermissionDeniedError | exceptions.UnauthenticatedError
+    ):
         return BadSampleError(
             url,
             "permission",
             f"the store refused the request ({said}); check the credentials and the bucket's "
-            "policy on the reading node (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE)",
+            "policy on the reading node (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE); "
+            "S3 also answers 403 for a missing key to a caller that may not list the bucket",
         )
-    if " 403 " in said or " 401 " in said:
-        return BadSampleError(
-            url, "permission", f"the store refused the request ({said}); check the credentials"
-        )
-    if " 416 " in said:
+    if code == 416:
         return BadSampleError(
             url, "truncated", f"the byte range lies past the object's end ({said})"
         )
-    if " 404 " in said:
-        return BadSampleError(url, "missing", f"the store has no such object ({said})")
-    if "retries" in said or "error sending request" in said or "timed out" in said.lower():
+    if code is None or code >= 500 or code == 429:  # no answer, or a server that kept failing
         return BadSampleError(
             url,
             "unavailable",

@@ -298,7 +298,7 @@ class Feed:
                 max_queue_size=serving.max_queue_size,
                 lease_timeout=serving.lease_timeout,
                 required_transforms=frozenset(recipe.custom_transforms),
-                required_origins=recipe.manifest.origins,
+                required_prefixes=recipe.manifest.url_prefixes,
                 image_shape=recipe.image_shape,
                 dtype=np.dtype(recipe.dtype),
                 first_task_id=secrets.randbits(48),  # a restarted consumer never reuses ids

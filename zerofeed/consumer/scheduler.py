@@ -154,7 +154,7 @@ class Scheduler:
         max_queue_size: int,
         lease_timeout: float,
         required_transforms: frozenset[str],
-        required_origins: frozenset[str] = frozenset(),
+        required_prefixes: frozenset[str] = frozenset(),
         image_shape: tuple[int, int, int],
         dtype: np.dtype,
         epoch: int = 0,
@@ -166,7 +166,7 @@ class Scheduler:
         self._max_queue_size = max_queue_size
         self._lease_timeout = lease_timeout
         self._required = required_transforms
-        self._origins = required_origins
+        self._prefixes = required_prefixes
         self._image_shape = image_shape
         self._dtype = np.dtype(dtype)
         self._slots = slots
@@ -212,10 +212,12 @@ class Scheduler:
                 "module(s) that define them)"
             )
         allowed = AllowList(_valid_entries(hello.reads))
-        origins = sorted(o for o in self._origins if not allowed.covers(o))
-        if origins:
-            flags = " ".join(f"--allow {o}" for o in origins)
-            problems.append(f"leave to read {', '.join(origins)} (start it with {flags})")
+        prefixes = sorted(p for p in self._prefixes if not allowed.permits(p))
+        if prefixes:
+            flags = " ".join(f"--allow {p}" for p in prefixes)
+            problems.append(
+                f"leave to read {', '.join(prefixes)} (start it with {flags}, or a prefix)"
+            )
         return "; ".join(problems)
 
     # -- producers -------------------------------------------------------------------------------

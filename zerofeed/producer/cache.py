@@ -69,10 +69,11 @@ class DiskCache:
         try:
             with open(path, "rb") as entry:
                 data = entry.read()
-            os.utime(path)
-        except FileNotFoundError:
+        except OSError:  # evicted meanwhile, or unreadable: read from the store again
             self.misses += 1
             return None
+        with contextlib.suppress(OSError):  # another user's entry keeps its time
+            os.utime(path)
         self.hits += 1
         return data
 
@@ -81,15 +82,18 @@ class DiskCache:
         if len(data) > self.max_bytes // _SWEEP_EVERY:
             return
         path = self._path(key)
-        path.parent.mkdir(exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self._tmp)
+        temporary = None
         try:
+            path.parent.mkdir(exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self._tmp)
             with os.fdopen(handle, "wb") as out:
+                os.fchmod(out.fileno(), 0o644)
                 out.write(data)
             os.replace(temporary, path)
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
-            log.warning("cannot write to the cache %s", self.folder, exc_info=True)
+        except OSError as exc:  # a full disk, say: the sample was read all the same
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            log.warning("cannot write to the cache %s: %s", self.folder, exc)
             return
         self._written += len(data)
         if self._written >= self.max_bytes // _SWEEP_EVERY:
@@ -99,6 +103,13 @@ class DiskCache:
     def sweep(self) -> int:
         """Delete least recently used entries down to 90 % of the budget, unless another worker
         is sweeping; returns the bytes the cache holds afterwards (-1 if skipped)."""
+        try:
+            return self._sweep()
+        except OSError as exc:
+            log.warning("cannot sweep the cache %s: %s", self.folder, exc)
+            return -1
+
+    def _sweep(self) -> int:
         with open(self.folder / ".sweep.lock", "a") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -100,8 +100,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         (
             "store-retry",
             float,
-            "30",
-            "seconds transient object-store failures are retried before a read fails",
+            "15",
+            "seconds transient object-store failures are retried before a read fails "
+            "(with --store-timeout, under --sample-timeout)",
         ),
         (
             "report-interval",

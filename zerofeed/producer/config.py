@@ -77,7 +77,7 @@ class ProducerConfig:
     cache_dir: Path | None = None
     cache_size: int = 10 * 2**30
     store_timeout: float = 10.0
-    store_retry: float = 30.0
+    store_retry: float = 15.0
 
     def __post_init__(self) -> None:
         if isinstance(self.endpoints, str) or not self.endpoints:
@@ -114,6 +114,13 @@ class ProducerConfig:
             )
         AllowList(self.allow)  # raises ConfigError for an entry that is not a URL prefix
         StoreOptions(request_timeout=self.store_timeout, retry_seconds=self.store_retry)
+        reads_for = self.store_retry + self.store_timeout
+        if self.sample_timeout and self.sample_timeout <= reads_for:
+            raise ConfigError(
+                f"sample_timeout ({self.sample_timeout:g} s) must exceed store_retry + "
+                f"store_timeout ({reads_for:g} s): otherwise a store outage the retries would "
+                "ride out ends samples as timeouts; raise --sample-timeout or lower --store-retry"
+            )
         if self.cache_size < 1 << 20:
             raise ConfigError(f"cache_size must be at least 1 MiB, got {self.cache_size} bytes")
         if self.data_root is not None and not self.data_root.is_dir():

@@ -66,7 +66,7 @@ class SampleReader:
             raise BadSampleError(path, "not_allowed", self._allow.refusal(url))
         if self._cache is not None:
             cached = self._cache.get(path)
-            if cached is not None:
+            if cached is not None and (byte_range is None or len(cached) == byte_range[1]):
                 return cached
         if self._stores is None:
             self._stores = ObjectStores()

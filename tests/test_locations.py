@@ -175,5 +175,8 @@ def test_reader_refuses_what_allow_does_not_cover_without_reading(tmp_path: Path
 
 def test_sample_timeout_must_outlast_the_store_retries() -> None:
     with pytest.raises(ConfigError, match="sample_timeout"):
-        ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=20, store_retry=15)
-    ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=0, store_retry=60)  # no limit: fine
+        ProducerConfig(
+            endpoints=("tcp://h:1",), allow=("s3://b",), sample_timeout=20, store_retry=15
+        )
+    ProducerConfig(endpoints=("tcp://h:1",), allow=("s3://b",), sample_timeout=0)  # no limit
+    ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=2)  # local files only: any limit

@@ -115,7 +115,7 @@ class ProducerConfig:
         AllowList(self.allow)  # raises ConfigError for an entry that is not a URL prefix
         StoreOptions(request_timeout=self.store_timeout, retry_seconds=self.store_retry)
         reads_for = self.store_retry + self.store_timeout
-        if self.sample_timeout and self.sample_timeout <= reads_for:
+        if self.allow and self.sample_timeout and self.sample_timeout <= reads_for:
             raise ConfigError(
                 f"sample_timeout ({self.sample_timeout:g} s) must exceed store_retry + "
                 f"store_timeout ({reads_for:g} s): otherwise a store outage the retries would "

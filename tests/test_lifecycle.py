@@ -19,7 +19,9 @@ pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
 TRAINER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as in a terminal, even when the suite runs in a background job (which ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from zerofeed.consumer import FeedSequence
     feed = FeedSequence(sys.argv[1], batch_size=10, image_size=(12, 10), local_producers=2)
     feed[0]

@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from zerofeed.common.errors import BadSampleError, ManifestError
-from zerofeed.common.locations import is_url, parse_member
+from zerofeed.common.locations import REMOTE_PREFIXES, AllowList, parse_member
 from zerofeed.common.manifest import Manifest, load_manifest
 from zerofeed.common.shards import ShardWriter
 from zerofeed.common.sizes import size_argument
-from zerofeed.common.storage import ObjectStores
+from zerofeed.producer.paths import SampleLocator
+from zerofeed.producer.reader import SampleReader
 
 __all__ = ["PackSummary", "main", "pack"]
 
@@ -57,10 +58,17 @@ def pack(
     writer = ShardWriter(
         out, shard_size, label_kind=manifest.label_kind, class_names=manifest.class_names
     )
-    reader = _SourceReader(manifest)
+    # Read as a local producer would (confined to the manifest's root when it has one), with
+    # leave to read any store: the user named this source.
+    reader = SampleReader(
+        locator=SampleLocator(manifest.producer_root), allow=AllowList(REMOTE_PREFIXES)
+    )
     written = 0
-    for row, path in enumerate(manifest.paths):
-        data = reader.read(path)
+    for row, path in enumerate(manifest.producer_paths):
+        try:
+            data = reader.read(path)
+        except BadSampleError as exc:
+            raise ManifestError(f"cannot pack {path}: {exc.kind}: {exc.reason}") from exc
         label = None if manifest.labels is None else manifest.labels[row]
         writer.add(f"{row:09d}", _extension(path, data), data, label)
         written += len(data)
@@ -68,37 +76,6 @@ def pack(
             on_progress(row + 1, len(manifest))
     writer.finish()
     return PackSummary(len(manifest), len(writer.shards), written, time.perf_counter() - started)
-
-
-class _SourceReader:
-    """The bytes of a manifest's samples, read here (local files, URLs, shard members)."""
-
-    def __init__(self, manifest: Manifest) -> None:
-        self._root = manifest.root
-        self._stores = ObjectStores()
-
-    def read(self, path: str) -> bytes:
-        member = parse_member(path)
-        target = member.container if member is not None else path
-        byte_range = (member.offset, member.size) if member is not None else None
-        try:
-            if is_url(target):
-                return self._stores.read(target, byte_range)
-            local = (
-                target if target.startswith("/") or self._root is None else f"{self._root}/{target}"
-            )
-            with open(local, "rb") as file:
-                if byte_range is None:
-                    return file.read()
-                file.seek(byte_range[0])
-                data = file.read(byte_range[1])
-        except BadSampleError as exc:
-            raise ManifestError(f"cannot pack {path}: {exc.kind}: {exc.reason}") from exc
-        except OSError as exc:
-            raise ManifestError(f"cannot pack {path}: {exc}") from exc
-        if byte_range is not None and len(data) != byte_range[1]:
-            raise ManifestError(f"cannot pack {path}: the shard ends before the member does")
-        return data
 
 
 _MAGIC = ((b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"RIFF", ".webp"))

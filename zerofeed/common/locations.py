@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from zerofeed.common.errors import ConfigError
 
 __all__ = [
+    "REMOTE_PREFIXES",
     "REMOTE_SCHEMES",
     "AllowList",
     "Member",
@@ -37,14 +38,15 @@ __all__ = [
 REMOTE_SCHEMES: tuple[str, ...] = ("s3", "http", "https")
 """URL schemes producers read (``s3://`` for any S3-compatible store)."""
 
-_URL_PREFIXES = tuple(f"{scheme}://" for scheme in REMOTE_SCHEMES)
+REMOTE_PREFIXES = tuple(f"{scheme}://" for scheme in REMOTE_SCHEMES)
+"""The same as URL prefixes (``s3://``, ...): as ``--allow`` entries, leave to read anything."""
 _ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)  # an encoded ".", "/" or "\\": never allowed
 _MEMBER = re.compile(r"^(.+\.tar)#([0-9]{1,15})\+([0-9]{1,12})$")
 
 
 def is_url(path: str) -> bool:
     """Whether ``path`` is an object URL (``s3://``, ``http://``, ``https://``)."""
-    return path.startswith(_URL_PREFIXES)
+    return path.startswith(REMOTE_PREFIXES)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -143,7 +145,7 @@ class AllowList:
 
 
 def _check_entry(entry: str) -> str:
-    if entry in _URL_PREFIXES:
+    if entry in REMOTE_PREFIXES:
         return entry
     where, key = split_url(entry)
     return where if not key else f"{where}/{key}"

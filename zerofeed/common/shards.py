@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
@@ -184,29 +185,23 @@ def _scan_manifest(tars: list[str], location: str) -> Manifest:
     return load_manifest(pairs)
 
 
-class _open_tar:
-    def __init__(self, tar: str) -> None:
-        self._tar = tar
-        self._stream: IO[bytes] | None = None
+@contextmanager
+def _open_tar(tar: str) -> Iterator[IO[bytes]]:
+    """A tar to scan: a local file, or a remote one read whole (once, at feed start)."""
+    if is_url(tar):
+        from zerofeed.common.storage import ObjectStores
 
-    def __enter__(self) -> IO[bytes]:
-        if is_url(self._tar):
-            from zerofeed.common.storage import ObjectStores
-
-            try:
-                self._stream = BytesIO(ObjectStores().read(self._tar))
-            except BadSampleError as exc:
-                raise ManifestError(f"cannot read the shard {self._tar}: {exc.reason}") from exc
-        else:
-            try:
-                self._stream = open(self._tar, "rb")
-            except OSError as exc:
-                raise ManifestError(f"cannot read the shard {self._tar}: {exc}") from exc
-        return self._stream
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        try:
+            yield BytesIO(ObjectStores().read(tar))
+        except BadSampleError as exc:
+            raise ManifestError(f"cannot read the shard {tar}: {exc.reason}") from exc
+        return
+    try:
+        stream = open(tar, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ManifestError(f"cannot read the shard {tar}: {exc}") from exc
+    with stream:
+        yield stream
 
 
 def _listing(stores: Any, location: str) -> list[tuple[str, int]]:

@@ -33,7 +33,7 @@ from typing import Any
 from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.locations import split_url
 
-__all__ = ["ObjectStores", "StoreOptions"]
+__all__ = ["ObjectStores", "StoreOptions", "short_read"]
 
 _REASON_CHARS = 300
 _STATUS = re.compile(r"status code: ([0-9]{3})\b")
@@ -95,12 +95,7 @@ class ObjectStores:
         except Exception as exc:  # obstore's errors, mapped to what the user can do
             raise _bad_read(url, exc) from exc
         if len(data) != size:
-            raise BadSampleError(
-                url,
-                "truncated",
-                f"asked for {size} bytes at offset {offset}, the store returned {len(data)}: the "
-                "object is shorter than its index says (rebuild the shard index)",
-            )
+            raise short_read(url, url, offset, size, len(data))
         return data
 
     def size(self, url: str) -> int:
@@ -186,6 +181,16 @@ class ObjectStores:
                 **_aws_settings(),
             )
         return HTTPStore.from_url(where, client_options=client_options, retry_config=retry_config)
+
+
+def short_read(name: str, source: str, offset: int, size: int, got: int) -> BadSampleError:
+    """The bad sample (kind ``truncated``) for a byte range that ``source`` holds only part of."""
+    return BadSampleError(
+        name,
+        "truncated",
+        f"{source} holds {got} of the {size} bytes at offset {offset}: it is shorter than the "
+        "shard index says (a partial copy, or an index of another shard: run zerofeed pack again)",
+    )
 
 
 def _aws_settings() -> dict[str, Any]:

@@ -47,8 +47,6 @@ class DiskCache:
         self.folder = folder
         self.max_bytes = max_bytes
         self._written = 0
-        self.hits = 0
-        self.misses = 0
         folder.mkdir(parents=True, exist_ok=True)
         self._tmp = folder / "tmp"
         self._tmp.mkdir(exist_ok=True)
@@ -70,11 +68,9 @@ class DiskCache:
             with open(path, "rb") as entry:
                 data = entry.read()
         except OSError:  # evicted meanwhile, or unreadable: read from the store again
-            self.misses += 1
             return None
         with contextlib.suppress(OSError):  # another user's entry keeps its time
             os.utime(path)
-        self.hits += 1
         return data
 
     def put(self, key: str, data: bytes) -> None:

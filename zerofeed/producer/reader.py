@@ -15,7 +15,7 @@ import pathlib
 
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.locations import AllowList, is_url, parse_member
-from zerofeed.common.storage import ObjectStores
+from zerofeed.common.storage import ObjectStores, short_read
 from zerofeed.producer.cache import DiskCache
 from zerofeed.producer.paths import SampleLocator
 
@@ -109,12 +109,7 @@ def read_range(path: pathlib.Path, offset: int, size: int, name: str) -> bytes:
     except OSError as exc:
         raise _file_error(name, exc) from exc
     if len(data) != size:
-        raise BadSampleError(
-            name,
-            "truncated",
-            f"{path} holds {len(data)} of the {size} bytes at offset {offset}: the shard is "
-            "shorter than its index says (a partial copy, or an index of another shard)",
-        )
+        raise short_read(name, str(path), offset, size, len(data))
     return data
 
 

@@ -212,10 +212,10 @@ def _adapter_feed_class():
     from zerofeed.consumer import FeedSequence
 
     class AdapterFeed(FeedSequence, DataAdapter):
-        def _epoch(self):
+        def _in_order(self):
             for i in range(len(self)):
                 x, y = FeedSequence.__getitem__(self, i)
-                yield tf.convert_to_tensor(x), y
+                yield x, y
 
         def get_tf_dataset(self):
             h, w = self.image_size
@@ -223,7 +223,7 @@ def _adapter_feed_class():
                 tf.TensorSpec((None, h, w, 3), tf.uint8),
                 tf.TensorSpec((None,), tf.int64),
             )
-            return tf.data.Dataset.from_generator(self._epoch, output_signature=sig).prefetch(2)
+            return tf.data.Dataset.from_generator(self._in_order, output_signature=sig)
 
         def get_numpy_iterator(self):
             return (FeedSequence.__getitem__(self, i) for i in range(len(self)))
@@ -234,7 +234,11 @@ def _adapter_feed_class():
 
         @property
         def batch_size(self):
-            return None
+            return self.__dict__.get("_bs")
+
+        @batch_size.setter
+        def batch_size(self, value):
+            self.__dict__["_bs"] = value
 
         @property
         def has_partial_batch(self):

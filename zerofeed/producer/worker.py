@@ -1,25 +1,32 @@
 """One producer worker: a DEALER connection per consumer endpoint, taking tasks from each in turn.
 
-Work happens on the main thread; a small heartbeat thread tells the consumers the process is alive
-even while one sample takes long (a sample that hangs is cut off by the per-sample timeout, see
-:mod:`zerofeed.producer.batch`). Both threads use the sockets only under one lock; each socket's
-monitor (:class:`~zerofeed.producer.link.LinkWatch`, which says why no consumer answers) is the
-main thread's alone. A worker (re)announces itself with ``HELLO`` whenever it connects, and
+Two threads, each with its own sockets (one owner per socket): the **link thread**
+(:class:`_LinkThread`) owns every DEALER, its monitor (:class:`~zerofeed.producer.link.LinkWatch`,
+which says why no consumer answers) and the heartbeats, so a consumer hears from a worker that is
+busy with one long sample; the **render thread** (the one that calls :meth:`Worker.run`, where the
+per-sample timeout's ``SIGALRM`` can fire, see :mod:`zerofeed.producer.batch`) makes batches. Tasks
+go to the renderer through a queue, results come back through an inproc ``PAIR`` (zero-copy) that
+also wakes the link thread. A worker (re)announces itself with ``HELLO`` whenever it connects, and
 reconnects a link whose consumer has been silent too long: a restarted consumer is found again.
 With several endpoints (one consumer per trainer rank) the worker shares itself among them: see
-:class:`_Links`.
+:class:`_LinkThread`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import multiprocessing.connection
 import os
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zmq
@@ -53,6 +60,7 @@ log = logging.getLogger("zerofeed.producer")
 _POLL_SECONDS = 0.2
 _BYE_LINGER_MS = 1000
 _TASK_SLACK = 4
+_HANDED_AHEAD = 2  # tasks given to the renderer and not back: one made, one waiting
 
 
 class Worker:
@@ -119,12 +127,43 @@ class Worker:
         context = zmq.Context()
         try:
             while not self._stopping():
-                served = _Links(self, context).serve()
-                if served and self._config.exit_with_consumer:
+                if self._serve(context) and self._config.exit_with_consumer:
                     log.info("%s: the consumer is gone; exiting (--exit-with-consumer)", self._name)
                     return
         finally:
             context.destroy(linger=0)
+
+    def _serve(self, context: zmq.Context) -> bool:
+        """Render what the link thread hands over until stopped (False) or until every consumer
+        served has gone (True)."""
+        links = _LinkThread(self, context)
+        results = links.render_end()
+        credits = self._config.prefetch * len(self._config.endpoints)
+        links.start()
+        try:
+            while not links.finished.is_set() and not self._stopping():
+                try:
+                    handed = links.tasks.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    pass
+                else:
+                    self._render(handed, results)
+                self.report.log_if_due(links.queued, credits)
+        finally:
+            with contextlib.suppress(zmq.Again):
+                results.send(_LinkThread.STOP, zmq.NOBLOCK)
+            links.join(timeout=_BYE_LINGER_MS / 1000 + 10)
+            results.close()
+        if links.error is not None:
+            raise links.error
+        return links.all_served_gone
+
+    def _render(self, handed: _Handed, results: zmq.Socket) -> None:
+        result = self.make(handed.task)
+        started = time.perf_counter()
+        route = [str(handed.serial).encode(), (handed.session or "").encode()]
+        results.send_multipart([*route, *encode(result)], copy=False)
+        self.report.add_send(time.perf_counter() - started)
 
     def _stopping(self) -> bool:
         if self._should_stop():
@@ -139,12 +178,13 @@ class Worker:
 class _Link:
     """One consumer endpoint: its DEALER socket, the tasks it sent, and what we heard of it.
 
-    The socket is used only under the worker's links lock (:class:`_Links`); the monitor
-    (:class:`LinkWatch`) and the task queue are the main thread's alone.
+    Everything here, the socket, its monitor (:class:`LinkWatch`) and the task queue, is the link
+    thread's alone (:class:`_LinkThread`).
     """
 
-    def __init__(self, worker: Worker, context: zmq.Context, endpoint: str) -> None:
+    def __init__(self, worker: Worker, context: zmq.Context, endpoint: str, *, serial: int) -> None:
         self.endpoint = endpoint
+        self.serial = serial  # tells a reconnected link's results from its predecessor's
         self.socket = context.socket(zmq.DEALER)
         if worker._curve is not None:
             server_public, keys = worker._curve
@@ -171,65 +211,180 @@ class _Link:
         self.socket.close(linger=linger)
 
 
-class _Links:
-    """A worker's connections to every consumer endpoint, served in turn.
+@dataclass(frozen=True)
+class _Handed:
+    """A task given to the renderer, with the link (and its consumer session) it came from."""
+
+    serial: int
+    session: str | None
+    task: Task
+
+
+class _LinkThread:
+    """A worker's connections to every consumer endpoint, served in turn, on a thread of their own.
 
     Each consumer (one per trainer rank) gets the worker's full ``prefetch`` credits and sends
-    tasks only as fast as it consumes batches, so taking one queued task from each link in turn
-    shares the worker fairly: a slow rank gets what it asks for, a fast one the rest, and a
-    silent one (dead, restarting) only its few queued tasks before it is reconnected.
+    tasks only as fast as it consumes batches, so handing the renderer one queued task from each
+    link in turn shares the worker fairly: a slow rank gets what it asks for, a fast one the rest,
+    and a silent one (dead, restarting) only its few queued tasks before it is reconnected.
 
-    One lock guards every socket; the heartbeat thread takes it only to send a heartbeat.
+    The thread owns every DEALER and the ``PAIR`` end it binds; the render thread owns the other
+    end (:meth:`render_end`) and takes tasks from :attr:`tasks`. Nothing else is shared: the
+    renderer sends results and, once, ``STOP``; the link thread sets :attr:`finished` when it ends
+    (stopped, every consumer served gone, or an error, kept in :attr:`error`).
     """
+
+    STOP = b"stop"
 
     def __init__(self, worker: Worker, context: zmq.Context) -> None:
         self._worker = worker
         self._config = worker._config
         self._context = context
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._links = [_Link(worker, context, endpoint) for endpoint in self._config.endpoints]
+        self._serials = itertools.count()
+        self._links = [self._connect(endpoint) for endpoint in self._config.endpoints]
         self._turn = 0
         self._dropped = 0  # links of consumers served and gone (exit_with_consumer)
+        self._handed = 0  # tasks given to the renderer whose result has not come back
+        self._results = context.socket(zmq.PAIR)
+        self._results.linger = 0
+        self._results_endpoint = f"inproc://zerofeed-results-{id(self)}"
+        self._results.bind(self._results_endpoint)
+        self.tasks: queue.SimpleQueue[_Handed] = queue.SimpleQueue()
+        self.queued = 0  # tasks waiting, for the renderer's report (written by this thread only)
+        self.finished = threading.Event()
+        self.all_served_gone = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="links", daemon=True)
 
-    def serve(self) -> bool:
-        """Serve until stopped (False) or, with ``exit_with_consumer``, until every consumer
-        served has gone (True)."""
-        heartbeats = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+    def render_end(self) -> zmq.Socket:
+        """The renderer's end of the results ``PAIR``: its own socket, for results and ``STOP``."""
+        end = self._context.socket(zmq.PAIR)
+        end.linger = 0
+        end.connect(self._results_endpoint)
+        return end
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("%s: the link thread did not stop within %.0f s", self._worker._name, timeout)
+
+    def _run(self) -> None:
         linger = 0
         try:
-            heartbeats.start()
             for link in self._links:
-                self._send(link, self._worker.hello())
-            while not self._worker._stopping():
-                self._receive(timeout=0 if self._queued() else _POLL_SECONDS)
-                for index, link in reversed(list(enumerate(self._links))):
-                    link.watch.check(welcomed=link.session is not None)
-                    if self._silent_too_long(link):
-                        if link.session is not None and self._config.exit_with_consumer:
-                            self._drop(index)
-                        else:
-                            self._reconnect(index)
-                if self._dropped and not any(link.session for link in self._links):
-                    return True  # every consumer served has gone (exit_with_consumer)
-                serving = self._next_with_work()
-                if serving is not None:
-                    self._work_one(serving)
-                queued = self._queued()
-                self._worker.report.log_if_due(queued, self._config.prefetch * len(self._links))
-            for link in self._links:
-                self._send(link, Bye(returned=tuple(task.task_id for task in link.pending)))
-            linger = _BYE_LINGER_MS
-            return False  # let BYE reach the consumers, so they need not find out later
+                self._send(link, encode(self._worker.hello()))
+            if self._serve():
+                self.all_served_gone = True
+            else:
+                unrendered = self._unrendered()
+                for link in self._links:
+                    returned = (
+                        *(task.task_id for task in link.pending),
+                        *unrendered.get(link.serial, ()),
+                    )
+                    self._send(link, encode(Bye(returned=tuple(returned))))
+                linger = _BYE_LINGER_MS  # let BYE reach the consumers, so they need not find out
+        except BaseException as exc:  # the renderer raises it: nothing is lost in a thread
+            self.error = exc
         finally:
-            self._closing.set()
-            if heartbeats.is_alive():
-                heartbeats.join()
             for link in self._links:
                 link.close(linger)
+            self._results.close()
+            self.finished.set()
 
-    def _queued(self) -> int:
-        return sum(len(link.pending) for link in self._links)
+    def _serve(self) -> bool:
+        """Serve until the renderer says ``STOP`` (False) or, with ``exit_with_consumer``, until
+        every consumer served has gone (True)."""
+        poll_ms = round(min(_POLL_SECONDS, self._config.heartbeat_interval / 4) * 1000)
+        while True:
+            if self._receive(poll_ms):
+                return False
+            for index, link in reversed(list(enumerate(self._links))):
+                link.watch.check(welcomed=link.session is not None)
+                if self._silent_too_long(link):
+                    if link.session is not None and self._config.exit_with_consumer:
+                        self._drop(index)
+                    else:
+                        self._reconnect(index)
+            if self._dropped and not any(link.session for link in self._links):
+                return True
+            self._hand_over()
+            self._beat()
+            self.queued = self._handed + sum(len(link.pending) for link in self._links)
+
+    def _receive(self, timeout_ms: int) -> bool:
+        """Take what arrived within ``timeout_ms``: tasks and words from consumers, results from
+        the renderer. True once the renderer has said ``STOP``."""
+        poller = zmq.Poller()
+        poller.register(self._results, zmq.POLLIN)
+        for link in self._links:
+            poller.register(link.socket, zmq.POLLIN)
+        ready = dict(poller.poll(0 if self._wants_work() else timeout_ms))
+        for link in list(self._links):
+            if link.socket in ready:
+                self._read_link(link)
+        if self._results in ready:
+            while True:
+                try:
+                    frames = self._results.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                if frames[0].bytes == self.STOP:
+                    return True
+                self._forward(int(frames[0].bytes), frames[1].bytes, frames[2:])
+        return False
+
+    def _read_link(self, link: _Link) -> None:
+        while True:
+            try:
+                frames = link.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            link.last_heard = time.monotonic()
+            try:
+                self._handle(link, decode(frames))
+            except ProtocolError as exc:
+                log.warning(
+                    "%s: rejected a message from the consumer at %s: %s",
+                    self._worker._name,
+                    link.endpoint,
+                    exc,
+                )
+
+    def _forward(self, serial: int, session: bytes, frames: list[zmq.Frame]) -> None:
+        """Send a rendered result to the link it came from, if that consumer is still the one."""
+        self._handed -= 1
+        link = next((link for link in self._links if link.serial == serial), None)
+        if link is None or (link.session or "") != session.decode():
+            log.debug("%s: a result for a link reconnected since; dropped", self._worker._name)
+            return
+        self._send(link, frames, copy=False)
+
+    def _wants_work(self) -> bool:
+        return self._handed < _HANDED_AHEAD and any(link.pending for link in self._links)
+
+    def _hand_over(self) -> None:
+        """Keep the renderer fed: at most :data:`_HANDED_AHEAD` tasks given and not yet back,
+        taken from the links in turn."""
+        while self._handed < _HANDED_AHEAD:
+            link = self._next_with_work()
+            if link is None:
+                return
+            self.tasks.put(_Handed(link.serial, link.session, link.pending.popleft()))
+            self._handed += 1
+
+    def _unrendered(self) -> dict[int, list[int]]:
+        """Per link serial, the tasks handed to the renderer that it never took (it has stopped)."""
+        unrendered: dict[int, list[int]] = {}
+        while True:
+            try:
+                handed = self.tasks.get_nowait()
+            except queue.Empty:
+                return unrendered
+            unrendered.setdefault(handed.serial, []).append(handed.task.task_id)
 
     def _next_with_work(self) -> _Link | None:
         """The next link, in turn after the last one served, that has a task queued."""
@@ -241,32 +396,29 @@ class _Links:
                 return link
         return None
 
+    def _connect(self, endpoint: str) -> _Link:
+        return _Link(self._worker, self._context, endpoint, serial=next(self._serials))
+
     def _drop(self, index: int) -> None:
         """Stop serving a consumer that has gone, for good (``exit_with_consumer``)."""
-        with self._lock:
-            link = self._links.pop(index)
-            link.close()
+        link = self._links.pop(index)
+        link.close()
         self._turn = 0
         self._dropped += 1
         log.info("%s: consumer %s at %s has gone", self._worker._name, link.session, link.endpoint)
 
     def _reconnect(self, index: int) -> None:
         """A new socket for a silent consumer: a restarted one is found again."""
-        with self._lock:
-            self._links[index].close()
-            link = self._links[index] = _Link(
-                self._worker, self._context, self._links[index].endpoint
-            )
-        self._send(link, self._worker.hello())
+        self._links[index].close()
+        link = self._links[index] = self._connect(self._links[index].endpoint)
+        self._send(link, encode(self._worker.hello()))
 
     def _beat(self) -> None:
         interval = self._config.heartbeat_interval
-        heartbeat = encode(Heartbeat())
-        while not self._closing.wait(interval / 4):
-            with self._lock:
-                for link in self._links:
-                    if time.monotonic() - link.last_sent >= interval:
-                        self._send_locked(link, heartbeat, copy=True)
+        now = time.monotonic()
+        for link in self._links:
+            if now - link.last_sent >= interval:
+                self._send(link, encode(Heartbeat()))
 
     def _silent_too_long(self, link: _Link) -> bool:
         silent = time.monotonic() - link.last_heard
@@ -281,36 +433,6 @@ class _Links:
                 link.endpoint,
             )
         return True
-
-    def _receive(self, *, timeout: float) -> None:
-        for link, frames in self._receive_frames(timeout):
-            link.last_heard = time.monotonic()
-            try:
-                self._handle(link, decode(frames))
-            except ProtocolError as exc:
-                log.warning(
-                    "%s: rejected a message from the consumer at %s: %s",
-                    self._worker._name,
-                    link.endpoint,
-                    exc,
-                )
-
-    def _receive_frames(self, timeout: float) -> list[tuple[_Link, list[bytes]]]:
-        received: list[tuple[_Link, list[bytes]]] = []
-        with self._lock:
-            poller = zmq.Poller()
-            for link in self._links:
-                poller.register(link.socket, zmq.POLLIN)
-            ready = dict(poller.poll(round(timeout * 1000)))
-            for link in self._links:
-                if link.socket not in ready:
-                    continue
-                while True:
-                    try:
-                        received.append((link, link.socket.recv_multipart(zmq.NOBLOCK)))
-                    except zmq.Again:
-                        break
-        return received
 
     def _handle(self, link: _Link, message: Message) -> None:
         name = self._worker._name
@@ -342,23 +464,9 @@ class _Links:
             )
         elif isinstance(message, Unknown):
             link.pending.clear()
-            self._send(link, self._worker.hello())
+            self._send(link, encode(self._worker.hello()))
 
-    def _work_one(self, link: _Link) -> None:
-        task = link.pending.popleft()
-        result = self._worker.make(task)
-        started = time.perf_counter()
-        self._send_frames(link, encode(result), copy=False)
-        self._worker.report.add_send(time.perf_counter() - started)
-
-    def _send(self, link: _Link, message: Message) -> None:
-        self._send_frames(link, encode(message), copy=True)
-
-    def _send_frames(self, link: _Link, frames: list[object], *, copy: bool) -> None:
-        with self._lock:
-            self._send_locked(link, frames, copy=copy)
-
-    def _send_locked(self, link: _Link, frames: list[object], *, copy: bool) -> None:
+    def _send(self, link: _Link, frames: list[Any], *, copy: bool = True) -> None:
         try:
             link.socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
             link.last_sent = time.monotonic()

@@ -21,10 +21,10 @@ from zerofeed.common.locations import (
     split_url,
 )
 from zerofeed.common.manifest import load_manifest
+from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.common.protocol import Hello, decode, encode
 from zerofeed.common.sizes import parse_size
 from zerofeed.producer.cache import DiskCache
-from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.paths import SampleLocator
 from zerofeed.producer.reader import SampleReader
 

@@ -27,8 +27,8 @@ from tests.conftest import curve_feed
 from zerofeed.cli import main as zerofeed_main
 from zerofeed.common.errors import ConfigError
 from zerofeed.common.plugins import load_plugins
+from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.producer.batch import BatchMaker
-from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.paths import SampleLocator
 from zerofeed.producer.reader import SampleReader
 from zerofeed.producer.supervisor import EXIT_CONFIG_ERROR, EXIT_CRASH_LOOP
@@ -208,3 +208,53 @@ def test_connect_repeats_and_the_environment_holds_a_comma_list() -> None:
         endpoints(["--connect", a, "--connect", a], {})
     with pytest.raises(ConfigError, match="one endpoint"):
         ProducerConfig(endpoints=(a, b), slots=(Path("/dev/shm/x"), 1, 1))
+
+
+def test_the_command_line_a_feed_writes_parses_back_into_the_same_config(tmp_path) -> None:
+    """One contract, both sides: ``ProducerConfig.to_argv`` (written by a feed for its local
+    producers) and ``zerofeed producer``'s parser agree on every field, whatever the environment."""
+    import dataclasses
+
+    from zerofeed.common.producer_config import default_of
+    from zerofeed.producer.cli import build_parser, config_from_args
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    config = ProducerConfig(
+        endpoints=("tcp://t0:5555",),
+        workers=3,
+        data_root=tmp_path,
+        plugins=("tests.plugin_example", "tests.plugin_slow"),
+        prefetch=5,
+        heartbeat_interval=0.25,
+        reconnect_after=7.5,
+        silence_warning=2.5,
+        sample_timeout=60.0,
+        max_pixels=1_000_000,
+        server_key=keys / "server.key",
+        secret_key=keys / "producer.key_secret",
+        report_interval=0.0,
+        metrics_port=9400,
+        exit_with_consumer=True,
+        exit_with_parent=True,
+        name="local:42",
+        slots=(Path("/dev/shm/zerofeed-x"), 4096, 3),
+        allow=("s3://bucket/prefix/", "https://host:8443/images/"),
+        cache_dir=tmp_path / "cache",
+        cache_size=3 * 2**20,
+        store_timeout=4.0,
+        store_retry=9.0,
+        log_level="DEBUG",
+    )
+    unset = [
+        f.name
+        for f in dataclasses.fields(ProducerConfig)
+        if f.name != "endpoints" and getattr(config, f.name) == default_of(f.name)
+    ]
+    assert unset == [], f"give these fields a value other than the default here: {unset}"
+    # Variables the trainer's environment may hold must not change what the command line says.
+    environ = {"ZEROFEED_PREFETCH": "9", "ZEROFEED_CONNECT": "tcp://elsewhere:1"}
+    parsed = config_from_args(build_parser(environ).parse_args(config.to_argv()))
+    assert parsed == config
+    defaults = ProducerConfig(endpoints=("tcp://t0:5555",))
+    assert config_from_args(build_parser({}).parse_args(defaults.to_argv())) == defaults

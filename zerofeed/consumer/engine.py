@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import secrets
 import shutil
 import threading
@@ -44,6 +45,7 @@ from zerofeed.common.manifest import Manifest, ManifestSource, load_manifest, va
 from zerofeed.common.metrics import Metric, MetricsServer
 from zerofeed.common.plan import check_rank
 from zerofeed.common.plugins import load_plugins
+from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.common.sizes import parse_size
 from zerofeed.common.transforms import parse_augment
 from zerofeed.consumer.credentials import curve_settings
@@ -312,15 +314,15 @@ class Feed:
         warn_if_exposed(dispatcher.endpoint, encrypted=curve is not None)
         if workers:
             self._local = LocalProducers(
-                endpoint=connect_address(dispatcher.endpoint),
-                workers=workers,
-                data_root=recipe.manifest.producer_root,
-                allow=tuple(sorted(recipe.manifest.origins)),
-                cache=_local_cache(serving),
-                plugins=tuple(serving.plugins),
-                heartbeat_interval=serving.heartbeat_interval,
-                credentials=local_credentials,
-                slots=self._slots,
+                _local_producer_config(
+                    serving,
+                    endpoint=connect_address(dispatcher.endpoint),
+                    workers=workers,
+                    data_root=recipe.manifest.producer_root,
+                    allow=tuple(sorted(recipe.manifest.origins)),
+                    credentials=local_credentials,
+                    slots=self._slots,
+                ),
                 on_exit=_local_exit_reporter(dispatcher),
             )
             stack.callback(self._local.close)
@@ -660,18 +662,39 @@ def _private_folder(stack: contextlib.ExitStack) -> str:
     return str(folder)
 
 
-def _local_cache(serving: ServingConfig) -> tuple[Path, int] | None:
-    """The local producers' ``(--cache-dir, --cache-size)``, checked here."""
-    if serving.cache_dir is None:
-        return None
+def _local_producer_config(
+    serving: ServingConfig,
+    *,
+    endpoint: str,
+    workers: int,
+    data_root: Path | None,
+    allow: tuple[str, ...],
+    credentials: tuple[Path, Path] | None,
+    slots: SlotPool | None,
+) -> ProducerConfig:
+    """How the feed's own producers work (their command line is this config's ``to_argv``)."""
     size = serving.cache_size
     try:
         budget = parse_size(size) if isinstance(size, str) else int(size)
     except ValueError as exc:
         raise ConfigError(f"cache_size: {exc}") from exc
-    if budget < 1 << 20:
-        raise ConfigError(f"cache_size must be at least 1 MiB, got {size!r}")
-    return Path(serving.cache_dir).resolve(), budget
+    verbose = logging.getLogger("zerofeed").isEnabledFor(logging.DEBUG)
+    return ProducerConfig(
+        endpoints=(endpoint,),
+        workers=workers,
+        data_root=data_root,
+        allow=allow,
+        cache_dir=None if serving.cache_dir is None else Path(serving.cache_dir).resolve(),
+        cache_size=budget,
+        plugins=tuple(serving.plugins),
+        heartbeat_interval=serving.heartbeat_interval,
+        server_key=None if credentials is None else credentials[0],
+        secret_key=None if credentials is None else credentials[1],
+        slots=None if slots is None else (slots.path, slots.slot_bytes, slots.count),
+        name=f"local:{os.getpid()}",
+        log_level="DEBUG" if verbose else "WARNING",
+        exit_with_parent=True,
+    )
 
 
 def _slot_pool(slot_bytes: int, count: int) -> SlotPool | None:

@@ -14,6 +14,7 @@ with the child's own words.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -23,10 +24,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from zerofeed.consumer.slots import SlotPool
+from zerofeed.common.producer_config import ProducerConfig
 
 __all__ = ["LocalProducers", "default_worker_count"]
 
@@ -43,57 +42,22 @@ def default_worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Launch:
-    endpoint: str
-    workers: int
-    data_root: Path | None
-    allow: tuple[str, ...]
-    cache: tuple[Path, int] | None
-    plugins: tuple[str, ...]
-    heartbeat_interval: float
-    credentials: tuple[Path, Path] | None
-    slots: SlotPool | None
-
-
 class LocalProducers:
     """A producer process tree on this machine, started now and stopped by :meth:`close`."""
 
     def __init__(
-        self,
-        *,
-        endpoint: str,
-        workers: int,
-        data_root: Path | None,
-        allow: tuple[str, ...] = (),
-        cache: tuple[Path, int] | None = None,
-        plugins: tuple[str, ...] = (),
-        heartbeat_interval: float = 1.0,
-        credentials: tuple[Path, Path] | None = None,
-        slots: SlotPool | None = None,
-        on_exit: Callable[[str], None] | None = None,
+        self, config: ProducerConfig, *, on_exit: Callable[[str], None] | None = None
     ) -> None:
-        """``allow``: the object stores the producers may read (``--allow``); ``cache``: their
-        ``(--cache-dir, --cache-size)``; ``credentials``:
-        (the consumer's public key file, the producers' secret key file);
-        ``slots``: shared memory the producers write batches into; ``on_exit``: called (on a
-        thread of this object's) with a message when the producers exit before :meth:`close`."""
-        launch = _Launch(
-            endpoint=endpoint,
-            workers=workers,
-            data_root=data_root,
-            allow=allow,
-            cache=cache,
-            plugins=plugins,
-            heartbeat_interval=heartbeat_interval,
-            credentials=credentials,
-            slots=slots,
-        )
+        """Start ``zerofeed producer`` with ``config`` (its command line is
+        :meth:`ProducerConfig.to_argv`, with ``exit_with_parent`` always on: the trainer's end of
+        the child's standard input is its lifeline). ``on_exit`` is called (on a thread of this
+        object's) with a message when the producers exit before :meth:`close`."""
+        config = dataclasses.replace(config, exit_with_parent=True)
         self._on_exit = on_exit
         self._closing = threading.Event()
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._process = subprocess.Popen(
-            _command(launch),
+            [sys.executable, "-m", "zerofeed.producer", *config.to_argv()],
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_child_environment(),
@@ -183,50 +147,10 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _command(launch: _Launch) -> list[str]:
-    verbose = logging.getLogger("zerofeed").isEnabledFor(logging.DEBUG)
-    command = [
-        sys.executable,
-        "-m",
-        "zerofeed.producer",
-        "--connect",
-        launch.endpoint,
-        "--workers",
-        str(launch.workers),
-        "--heartbeat-interval",
-        str(launch.heartbeat_interval),
-        "--log-level",
-        "DEBUG" if verbose else "WARNING",
-        "--name",
-        f"local:{os.getpid()}",
-        "--exit-with-parent",
-    ]
-    if launch.data_root is not None:
-        command += ["--data-root", str(launch.data_root)]
-    for entry in launch.allow:
-        command += ["--allow", entry]
-    if launch.cache is not None:
-        command += ["--cache-dir", str(launch.cache[0]), "--cache-size", str(launch.cache[1])]
-    for plugin in launch.plugins:
-        command += ["--plugin", plugin]
-    if launch.credentials is not None:
-        server_key, secret_key = launch.credentials
-        command += ["--server-key", str(server_key), "--secret-key", str(secret_key)]
-    if launch.slots is not None:
-        command += [
-            "--slots",
-            str(launch.slots.path),
-            "--slot-bytes",
-            str(launch.slots.slot_bytes),
-            "--slot-count",
-            str(launch.slots.count),
-        ]
-    return command
-
-
 def _child_environment() -> dict[str, str]:
-    """This environment, with this interpreter's import path, so that plugins import alike."""
-    environment = dict(os.environ)
+    """This environment, with this interpreter's import path, so that plugins import alike, and
+    without ``ZEROFEED_*`` variables: the command line alone says how local producers work."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ZEROFEED_")}
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     environment["PYTHONPATH"] = os.pathsep.join(paths)
     return environment

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from zerofeed.common.errors import ConfigError
+from zerofeed.common.producer_config import LOG_LEVELS, ProducerConfig, default_of
 from zerofeed.common.sizes import size_argument
-from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.supervisor import Supervisor
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -82,43 +82,47 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-size",
         type=size_argument,
-        default=env("CACHE_SIZE", "10GiB"),
-        help="the cache's budget, e.g. 500MB or 20GiB (default 10GiB) [ZEROFEED_CACHE_SIZE]",
+        default=env("CACHE_SIZE", str(default_of("cache_size"))),
+        help=f"the cache's budget, e.g. 500MB or 20GiB (default {default_of('cache_size') / 2**30:g}"
+        "GiB) [ZEROFEED_CACHE_SIZE]",
     )
-    numeric: list[tuple[str, type, str, str]] = [
-        ("prefetch", int, "2", "tasks each worker holds at once"),
-        ("heartbeat-interval", float, "1.0", "seconds between heartbeats"),
-        ("reconnect-after", float, "10.0", "seconds of consumer silence before reconnecting"),
+    numeric: list[tuple[str, type, str]] = [
+        ("prefetch", int, "tasks each worker holds at once"),
+        ("heartbeat_interval", float, "seconds between heartbeats"),
+        ("reconnect_after", float, "seconds of consumer silence before reconnecting"),
         (
-            "sample-timeout",
+            "silence_warning",
             float,
-            "30",
+            "seconds a connection waits for the consumer's answer before logging why none came",
+        ),
+        (
+            "sample_timeout",
+            float,
             "seconds one image may take before it is reported as a bad sample (0: no limit)",
         ),
-        ("max-pixels", int, "89478485", "images with more pixels are refused before decoding"),
-        ("store-timeout", float, "10", "seconds one request to an object store may take"),
+        ("max_pixels", int, "images with more pixels are refused before decoding"),
+        ("store_timeout", float, "seconds one request to an object store may take"),
         (
-            "store-retry",
+            "store_retry",
             float,
-            "15",
             "seconds transient object-store failures are retried before a read fails "
             "(with --store-timeout, under --sample-timeout)",
         ),
         (
-            "report-interval",
+            "report_interval",
             float,
-            "5",
             "seconds between throughput reports in the log, also "
             "sent on SIGUSR1 (0: on request only)",
         ),
     ]
-    for flag, kind, default, text in numeric:
-        variable = flag.upper().replace("-", "_")
+    for field, kind, text in numeric:
+        variable = field.upper()
+        default = default_of(field)
         # argparse converts string defaults with `type`, so a bad variable is a clean usage error.
         parser.add_argument(
-            f"--{flag}",
+            "--" + field.replace("_", "-"),
             type=kind,
-            default=env(variable, default),
+            default=env(variable, str(default)),
             help=f"{text} (default {default}) [ZEROFEED_{variable}]",
         )
     parser.add_argument(
@@ -148,8 +152,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default=env("LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=env("LOG_LEVEL", default_of("log_level")),
+        choices=LOG_LEVELS,
         help="[ZEROFEED_LOG_LEVEL]",
     )
     parser.add_argument(
@@ -177,6 +181,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         prefetch=args.prefetch,
         heartbeat_interval=args.heartbeat_interval,
         reconnect_after=args.reconnect_after,
+        silence_warning=args.silence_warning,
         sample_timeout=args.sample_timeout,
         max_pixels=args.max_pixels,
         report_interval=args.report_interval,
@@ -192,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
         cache_size=args.cache_size,
         store_timeout=args.store_timeout,
         store_retry=args.store_retry,
+        log_level=args.log_level,
     )
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from zerofeed.common.errors import ConfigError
 from zerofeed.common.leftovers import owned_folder
-from zerofeed.producer.config import ProducerConfig
+from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.producer.crashes import Breadcrumb, PoisonList, last_sample, oom_kills
 
 if TYPE_CHECKING:

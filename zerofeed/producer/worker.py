@@ -33,6 +33,7 @@ import zmq
 
 from zerofeed.common.curve import load_public, load_secret
 from zerofeed.common.errors import ConfigError, ProtocolError
+from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.common.protocol import (
     PROTOCOL_VERSION,
     Bye,
@@ -49,7 +50,6 @@ from zerofeed.common.protocol import (
 )
 from zerofeed.common.slots import SlotFile
 from zerofeed.producer.batch import BatchMaker
-from zerofeed.producer.config import ProducerConfig
 from zerofeed.producer.link import LinkWatch
 from zerofeed.producer.report import ProducerReport
 

@@ -1,15 +1,30 @@
-"""Producer settings: one keyword-only dataclass, built by the CLI from flags and ``ZEROFEED_*``."""
+"""Producer settings: one keyword-only dataclass, and the command line that carries it.
+
+It lives in ``common`` because it is a contract between two sides: ``zerofeed producer`` parses its
+command line into a :class:`ProducerConfig` (:mod:`zerofeed.producer.cli`), and a feed that starts
+local producers writes one with :meth:`ProducerConfig.to_argv` (:mod:`zerofeed.consumer.local`).
+Every field has exactly one flag, named after it (:data:`FLAG_NAMES` lists the exceptions), and
+the field's default is the flag's default: a test parses ``to_argv()`` back into an equal config.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zerofeed.common.errors import ConfigError
 from zerofeed.common.locations import AllowList
 from zerofeed.common.storage import StoreOptions
 
-__all__ = ["ProducerConfig"]
+__all__ = ["FLAG_NAMES", "LOG_LEVELS", "ProducerConfig", "default_of", "flag_of"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+#: Fields whose flag is not ``--`` plus the field name with dashes: repeatable flags take the
+#: singular, and ``slots`` is three flags (``--slots PATH --slot-bytes N --slot-count N``).
+FLAG_NAMES = {"endpoints": "--connect", "plugins": "--plugin", "allow": "--allow"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +68,7 @@ class ProducerConfig:
         store_timeout: seconds one request to an object store may take.
         store_retry: seconds transient store failures are retried before a read fails
             (kind ``"unavailable"``).
+        log_level: the producer's logging level (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``).
     """
 
     endpoints: tuple[str, ...]
@@ -78,6 +94,7 @@ class ProducerConfig:
     cache_size: int = 10 * 2**30
     store_timeout: float = 10.0
     store_retry: float = 15.0
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if isinstance(self.endpoints, str) or not self.endpoints:
@@ -125,3 +142,44 @@ class ProducerConfig:
             raise ConfigError(f"cache_size must be at least 1 MiB, got {self.cache_size} bytes")
         if self.data_root is not None and not self.data_root.is_dir():
             raise ConfigError(f"data root {str(self.data_root)!r} is not a directory")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+
+    def to_argv(self) -> list[str]:
+        """The ``zerofeed producer`` arguments that parse back into this config (every field
+        spelled out, so that no ``ZEROFEED_*`` variable or CLI default can change it)."""
+        argv: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flag = flag_of(field.name)
+            if field.name == "slots":
+                if value is not None:
+                    path, slot_bytes, count = value
+                    argv += [flag, str(path), "--slot-bytes", str(slot_bytes)]
+                    argv += ["--slot-count", str(count)]
+            elif isinstance(value, tuple):
+                for item in value:
+                    argv += [flag, str(item)]
+            elif isinstance(value, bool):
+                if value:
+                    argv.append(flag)
+            elif value is not None:
+                argv += [flag, str(value)]
+        return argv
+
+
+def flag_of(field_name: str) -> str:
+    """The command-line flag that sets ``field_name`` of :class:`ProducerConfig`."""
+    return FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def default_of(field_name: str) -> Any:
+    """The default of ``field_name`` in :class:`ProducerConfig`: the CLI's default too."""
+    for field in dataclasses.fields(ProducerConfig):
+        if field.name == field_name:
+            if field.default is dataclasses.MISSING:
+                raise KeyError(f"{field_name} has no default")
+            return field.default
+    raise KeyError(field_name)

@@ -96,17 +96,21 @@ def synthetic_producer(endpoint: str, name: str) -> None:
 def thread_cpu() -> dict[str, float]:
     """CPU seconds of this process's threads, by name (libzmq names its own ``ZMQbg/...``; the
     Python threads, main and the feed's, are ``python``), from ``/proc`` (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = cpu_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
         totals[name] = totals.get(name, 0.0) + seconds
     return totals
+
+
+def cpu_seconds(stat: Path) -> float:
+    """User plus system CPU seconds in a ``/proc/.../stat`` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_configuration(producers: int, batches: int, epochs: int) -> dict[str, Any]:
@@ -244,8 +248,7 @@ def run_tf_service(batches: int, epochs: int) -> dict[str, Any]:
             timeout=300,
             check=True,
         )
-        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        server_cpu = cpu_seconds(Path(f"/proc/{server.pid}/stat"))
     finally:
         server.kill()
         server.wait(timeout=30)

@@ -3,7 +3,7 @@
 It lives in ``common`` because it is a contract between two sides: ``zerofeed producer`` parses its
 command line into a :class:`ProducerConfig` (:mod:`zerofeed.producer.cli`), and a feed that starts
 local producers writes one with :meth:`ProducerConfig.to_argv` (:mod:`zerofeed.consumer.local`).
-Every field has exactly one flag, named after it (:data:`FLAG_NAMES` lists the exceptions), and
+Every field has exactly one flag, named after it (``_FLAG_NAMES`` lists the exceptions), and
 the field's default is the flag's default: a test parses ``to_argv()`` back into an equal config.
 """
 
@@ -18,13 +18,13 @@ from zerofeed.common.errors import ConfigError
 from zerofeed.common.locations import AllowList
 from zerofeed.common.storage import StoreOptions
 
-__all__ = ["FLAG_NAMES", "LOG_LEVELS", "ProducerConfig", "default_of", "flag_of"]
+__all__ = ["LOG_LEVELS", "ProducerConfig", "default_of"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 #: Fields whose flag is not ``--`` plus the field name with dashes: repeatable flags take the
 #: singular, and ``slots`` is three flags (``--slots PATH --slot-bytes N --slot-count N``).
-FLAG_NAMES = {"endpoints": "--connect", "plugins": "--plugin", "allow": "--allow"}
+_FLAG_NAMES = {"endpoints": "--connect", "plugins": "--plugin", "allow": "--allow"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +153,7 @@ class ProducerConfig:
         argv: list[str] = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            flag = flag_of(field.name)
+            flag = _FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
             if field.name == "slots":
                 if value is not None:
                     path, slot_bytes, count = value
@@ -168,11 +168,6 @@ class ProducerConfig:
             elif value is not None:
                 argv += [flag, str(value)]
         return argv
-
-
-def flag_of(field_name: str) -> str:
-    """The command-line flag that sets ``field_name`` of :class:`ProducerConfig`."""
-    return FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 def default_of(field_name: str) -> Any:

@@ -672,7 +672,7 @@ def _local_producer_config(
     credentials: tuple[Path, Path] | None,
     slots: SlotPool | None,
 ) -> ProducerConfig:
-    """How the feed's own producers work (their command line is this config's ``to_argv``)."""
+    """How the feed's own producers work (:class:`LocalProducers` starts them with it)."""
     size = serving.cache_size
     try:
         budget = parse_size(size) if isinstance(size, str) else int(size)
@@ -693,7 +693,6 @@ def _local_producer_config(
         slots=None if slots is None else (slots.path, slots.slot_bytes, slots.count),
         name=f"local:{os.getpid()}",
         log_level="DEBUG" if verbose else "WARNING",
-        exit_with_parent=True,
     )
 
 

@@ -47,6 +47,8 @@ class RunConfig:
     producers: int
     workers: int
     seed: int = 0
+    pace_ms: float = 0.0
+    """``model_alone_paced``: the step interval to hold (``zerofeed_fit``'s mean step)."""
 
     @property
     def manifest_path(self) -> Path:

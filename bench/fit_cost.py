@@ -12,8 +12,11 @@ begin and end; the figures are per batch over the timed epochs. Cases run in tur
 round (A B C, A B C), so that a machine whose speed drifts weighs on all alike; the table gives
 the median of all timed epochs and the spread (min-max).
 
-``feed - model`` is a case's CPU per batch minus the ``model`` case's (the same model on one
-cached batch): what the issue's target (<= 2 ms) is about. ``threads`` lists where the CPU went
+``minus model`` is a case's CPU per batch minus the ``model`` case's (the same model on one
+cached batch, run flat out). A trainer fed at ~1,000 img/s idles ~55 ms between steps, and a step
+after an idle spell costs the host more CPU (cold caches, a clocked-down core, TensorFlow's
+threads woken again): ``model_paced`` is the same model held to ``--pace-ms`` per step, the
+baseline ``./dev bench``'s trainer-cost target (<= 2 ms) uses. ``threads`` lists where the CPU went
 by thread (``/proc/self/task``), e.g. ``main``, ``tf_data_private_threadpool``, zerofeed's I/O
 thread.
 """
@@ -52,6 +55,7 @@ class Case:
 
 CASES: tuple[Case, ...] = (
     Case("model", "(a) model alone: tf.data from_tensors(one batch).repeat(steps)"),
+    Case("model_paced", "(a'') model alone, each step held to --pace-ms (idle between steps)"),
     Case("model_rotate", "(a') model alone, 16 distinct batches cycled (tf.data, beyond L3)"),
     Case("feed_fit", "(b) FeedSequence through fit (local_producers, shared_memory=True)"),
     Case("feed_loop", "(c) FeedSequence, seq[i] loop (no model)", "loop"),
@@ -264,6 +268,9 @@ def _fit_data(case: str, args: argparse.Namespace, steps: int):
     if case == "model":
         x, y = _batch()
         return tf.data.Dataset.from_tensors((x, y)).repeat(steps), None
+    if case == "model_paced":
+        x, y = _batch()
+        return tf.data.Dataset.from_tensors((x, y)).repeat(steps), None
     if case == "model_rotate":
         import numpy as np
 
@@ -304,7 +311,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from bench.pipelines.fit import trivial_model
+    from bench.pipelines.fit import Pacer, trivial_model
 
     meter = Meter(args.warmup)
     epochs = args.warmup + args.epochs
@@ -329,7 +336,10 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                 meter.end(self.batches)
 
         try:
-            model.fit(data, epochs=epochs, verbose=0, callbacks=[Callback()])
+            callbacks: list[keras.callbacks.Callback] = [Callback()]
+            if case == "model_paced":
+                callbacks.insert(0, Pacer(args.pace_ms / 1000))
+            model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks)
         finally:
             if closing is not None:
                 closing.close()
@@ -408,7 +418,7 @@ def _child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", case]
     command += ["--manifest", str(args.manifest), "--images", str(args.images)]
     command += ["--epochs", str(args.epochs), "--warmup", str(args.warmup)]
-    command += ["--producers", str(args.producers)]
+    command += ["--producers", str(args.producers), "--pace-ms", str(args.pace_ms)]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=args.timeout, check=False
     )
@@ -430,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
     parser.add_argument("--rounds", type=int, default=2, help="every case runs this many times")
     parser.add_argument("--producers", type=int, default=2, help="local producers (default 2)")
+    parser.add_argument("--pace-ms", type=float, default=55.0, help="model_paced's idle time")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per case run")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)

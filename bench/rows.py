@@ -81,6 +81,17 @@ ROWS: tuple[Row, ...] = (
         kind="model",
     ),
     Row(
+        "model_alone_paced",
+        "the trivial model alone, one cached batch, at zerofeed_fit's step rate",
+        "-",
+        "as model_alone, but each step is held to the zerofeed_fit row's mean step in the same "
+        "round (the trainer idles between steps, as when it waits for input): the baseline of "
+        "the trainer-cost target",
+        "bench.pipelines.fit:run_model_alone",
+        {"paced": True},
+        kind="model",
+    ),
+    Row(
         "tfdata",
         "tf.data decode_jpeg + slice",
         "not antialiased, not fused",

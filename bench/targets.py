@@ -113,22 +113,26 @@ def _cpu_target(cpu_ms: float | None) -> Target:
     return Target(name, "<= 1 ms", f"{cpu_ms:.2f} ms", cpu_ms <= 1.0)
 
 
-def fit_cost_ms(results: Results) -> float | None:
+def fit_cost_ms(results: Results, baseline: str = "model_alone_paced") -> float | None:
     """What the feed costs the training process per batch under ``fit``: the ``zerofeed_fit``
-    row's CPU per batch minus the ``model_alone`` row's (the same model on one cached batch)."""
+    row's CPU per batch minus ``baseline``'s, the same model on one cached batch, by default at
+    ``zerofeed_fit``'s own step rate (``model_alone`` runs it flat out)."""
     fit = results.get("zerofeed_fit", {}).get("cpu_ms_per_batch")
-    model = results.get("model_alone", {}).get("cpu_ms_per_batch")
+    model = results.get(baseline, {}).get("cpu_ms_per_batch")
     return None if fit is None or model is None else float(fit) - float(model)
 
 
 def _fit_cost_target(results: Results) -> Target:
-    name = "trainer CPU per batch under fit, minus the model alone"
+    name = "trainer CPU per batch under fit, minus the model alone at the same step rate"
     cost = fit_cost_ms(results)
     if cost is None:
         return Target(name, "<= 2 ms", "n/a", None)
     fit = results["zerofeed_fit"]["cpu_ms_per_batch"]
-    model = results["model_alone"]["cpu_ms_per_batch"]
+    model = results["model_alone_paced"]["cpu_ms_per_batch"]
     measured = f"{cost:.2f} ms ({fit:.2f} - {model:.2f})"
+    flat_out = fit_cost_ms(results, "model_alone")
+    if flat_out is not None:
+        measured += f"; minus the model run flat out: {flat_out:.2f} ms"
     return Target(name, "<= 2 ms", measured, cost <= 2.0)
 
 

@@ -15,7 +15,14 @@ from bench.pipelines.manifest import read_manifest
 MODEL_STRIDE = 16
 """The stand-in model reads 1 pixel in ``MODEL_STRIDE`` x ``MODEL_STRIDE``."""
 
-__all__ = ["MODEL_STRIDE", "EpochTimer", "fit_epochs", "run_model_alone", "trivial_model"]
+__all__ = [
+    "MODEL_STRIDE",
+    "EpochTimer",
+    "Pacer",
+    "fit_epochs",
+    "run_model_alone",
+    "trivial_model",
+]
 
 
 def trivial_model(classes: int = 10) -> keras.Model:
@@ -71,20 +78,47 @@ class EpochTimer(keras.callbacks.Callback):
         self.epochs.end_seconds.append(0.0)
 
 
-def fit_epochs(data: Any, *, images: int, warmup: int, runs: int) -> dict[str, object]:
-    """``fit`` for ``warmup + runs`` epochs; the summary of the last ``runs`` epochs."""
+class Pacer(keras.callbacks.Callback):
+    """Holds every training step to ``interval`` seconds by idling after it, as a trainer that
+    waits for its input pipeline does: a step that follows an idle spell costs the host more
+    CPU than one run flat out (cold caches, a clocked-down core, threads woken again), so a fit
+    row is compared with the model alone at the fit row's own pace."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.interval = interval
+        self._deadline = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._deadline = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._deadline += self.interval
+        time.sleep(max(0.0, self._deadline - time.perf_counter()))
+
+
+def fit_epochs(
+    data: Any, *, images: int, warmup: int, runs: int, pace: float = 0.0
+) -> dict[str, object]:
+    """``fit`` for ``warmup + runs`` epochs; the summary of the last ``runs`` epochs.
+    ``pace``: hold each step to this many seconds (:class:`Pacer`); 0 runs flat out."""
     timer = EpochTimer(images)
-    trivial_model().fit(data, epochs=warmup + runs, verbose=0, callbacks=[timer])
+    callbacks: list[keras.callbacks.Callback] = [timer]
+    if pace > 0:
+        callbacks.insert(0, Pacer(pace))
+    trivial_model().fit(data, epochs=warmup + runs, verbose=0, callbacks=callbacks)
     timed = EpochTimes(*(values[warmup:] for values in vars(timer.epochs).values()))
     steps = sorted(s for epoch in timer.step_seconds[warmup:] for s in epoch)
     return {**timed.summary(), "median_step_ms": 1000 * steps[len(steps) // 2]}
 
 
-def run_model_alone(cfg: RunConfig) -> dict[str, object]:
+def run_model_alone(cfg: RunConfig, *, paced: bool = False) -> dict[str, object]:
     """The fit rows' model and steps with no input pipeline: one cached batch, repeated.
 
     Its CPU per batch is the training step's own; a fit row's figure minus this one is what its
-    input pipeline costs the training process.
+    input pipeline costs the training process. ``paced``: each step is held to
+    ``cfg.pace_ms`` (the ``zerofeed_fit`` row's mean step in the same round), so that the model idles between
+    steps as it does when fed at that rate.
     """
     import tensorflow as tf
 
@@ -96,4 +130,8 @@ def run_model_alone(cfg: RunConfig) -> dict[str, object]:
         rng.integers(0, 10, BATCH_SIZE).astype(np.int32),
     )
     data = tf.data.Dataset.from_tensors(batch).repeat(steps)
-    return fit_epochs(data, images=steps * BATCH_SIZE, warmup=cfg.warmup, runs=cfg.runs)
+    pace = cfg.pace_ms / 1000 if paced else 0.0
+    result = fit_epochs(
+        data, images=steps * BATCH_SIZE, warmup=cfg.warmup, runs=cfg.runs, pace=pace
+    )
+    return {**result, "pace_ms": cfg.pace_ms if paced else 0.0}

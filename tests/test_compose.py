@@ -253,3 +253,13 @@ def test_kubernetes_data_parallel_layout_ranks_from_the_pod_index() -> None:
         f"tcp://{name}-{rank}.{domain}:{port}" for rank in range(world_size)
     ]
     assert producer["terminationGracePeriodSeconds"] >= 20
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_service_that_names_a_zerofeed_image_builds_it(name: str) -> None:
+    """No `docker compose up` tries to pull an image that only exists once built here."""
+    services = load(name)["services"]
+    naming = {k: s for k, s in services.items() if str(s.get("image", "")).startswith("zerofeed-")}
+    for key, service in naming.items():
+        assert "build" in service, f"{name}: {key} names {service['image']} but cannot build it"
+        assert service.get("pull_policy") == "build", f"{name}: {key} would try to pull first"

@@ -146,6 +146,8 @@ def test_zerofeed_status_prints_the_live_state(tmp_path: Path) -> None:
         state = ask(feed.endpoint)
         assert state["images_delivered"] == 40
         assert len(state["producers"]) == 1
+        # each producer says how it decodes (its HELLO's `decoder`): here the C accelerators
+        assert state["producers"][0]["decoder"].startswith("accelerated")
         printed = subprocess.run(
             [sys.executable, "-m", "zerofeed", "status", feed.endpoint],
             capture_output=True,
@@ -154,6 +156,7 @@ def test_zerofeed_status_prints_the_live_state(tmp_path: Path) -> None:
         )
     assert printed.returncode == 0, printed.stderr
     assert "delivered 40 images" in printed.stdout and "1 producer worker" in printed.stdout
+    assert "decode: accelerated" in printed.stdout
     silent = subprocess.run(
         [sys.executable, "-m", "zerofeed", "status", "tcp://127.0.0.1:1", "--timeout", "0.5"],
         capture_output=True,

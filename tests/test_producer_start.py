@@ -258,3 +258,48 @@ def test_the_command_line_a_feed_writes_parses_back_into_the_same_config(tmp_pat
     assert parsed == config
     defaults = ProducerConfig(endpoints=("tcp://t0:5555",))
     assert config_from_args(build_parser({}).parse_args(defaults.to_argv())) == defaults
+
+
+def test_a_producer_without_the_accelerators_says_so_and_why() -> None:
+    """The decode path a producer logs at start and reports in HELLO: with an accelerator
+    missing, "portable" with the module and what to do (here _jpegwindow is made unimportable)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.modules['zerofeed.producer._jpegwindow'] = None\n"
+        "from zerofeed.producer import decode\n"
+        "from zerofeed.producer.accelerators import decode_path\n"
+        "path = decode_path(); print(path.accelerated); print(path.summary)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    accelerated, summary = done.stdout.strip().split("\n", 1)
+    assert accelerated == "False"
+    assert summary.startswith("portable (simplejpeg and Pillow: the same pixels, more slowly)")
+    assert "_jpegwindow" in summary and "_resample" not in summary
+    assert "install a zerofeed wheel" in summary and "libjpeg62-turbo-dev" in summary
+
+
+def test_the_producer_logs_its_decode_path_at_start() -> None:
+    import signal
+
+    command = [sys.executable, "-m", "zerofeed", "producer", "--connect", "tcp://127.0.0.1:9"]
+    producer = subprocess.Popen(
+        [*command, "--workers", "1"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert producer.stderr is not None
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (line := producer.stderr.readline()):
+            lines.append(line)
+            if "decode path:" in line:
+                break
+        logged = "".join(lines)
+        # this machine builds both accelerators (./dev installs libjpeg-turbo's headers)
+        assert "decode path: accelerated (C crop-window JPEG decode and resize" in logged, logged
+    finally:
+        producer.send_signal(signal.SIGTERM)
+        producer.communicate(timeout=30)

@@ -100,6 +100,14 @@ def test_hello_roundtrip() -> None:
     assert roundtrip(message) == message
 
 
+def test_hello_roundtrip_with_its_decode_path() -> None:
+    message = Hello(
+        producer="p", credits=2, decoder="portable (Pillow ...): _resample was not built"
+    )
+    assert roundtrip(message) == message
+    assert "decoder" not in msgpack.unpackb(encode(Hello(producer="p", credits=1))[0])
+
+
 def test_hello_roundtrip_without_transforms() -> None:
     message = Hello(producer="p", credits=1)
     assert roundtrip(message) == message

@@ -715,3 +715,22 @@ def test_a_whole_result_after_the_split_still_wins() -> None:
 
 def by_part(leases: Iterable[Lease]) -> dict[int, Lease]:
     return {lease.part: lease for lease in leases if lease.part is not None}
+
+
+def test_idle_producers_take_turns_and_a_new_one_gets_the_next_task() -> None:
+    """With the trainer setting the pace (one batch taken, one task issued), every producer has
+    all its credits free each time: they take turns, and one that joins mid-run is used at once
+    (it once got nothing in a compose run scaled from one producer to three)."""
+    scheduler = make_scheduler(num_samples=30, max_queue_size=1)
+    join(scheduler, A, 2)
+    join(scheduler, B, 2)
+    served = []
+    for _ in range(4):
+        (lease,) = scheduler.assign()
+        served.append(lease.producer)
+        batch = complete(scheduler, lease)
+        assert scheduler.take(batch.key) is not None
+    assert served == [A, B, A, B]
+    join(scheduler, C, 2)
+    (lease,) = scheduler.assign()
+    assert lease.producer == C

@@ -85,7 +85,11 @@ def format_status(state: Mapping[str, Any]) -> str:
         )
     producers = state.get("producers") or []
     lines.append(f"{len(producers)} producer worker(s):")
-    lines += [f"  {p['name']:<40} {p['tasks']}/{p['capacity']} tasks" for p in producers]
+    lines += [
+        f"  {p['name']:<40} {p['tasks']}/{p['capacity']} tasks"
+        + (f"  decode: {p['decoder']}" if p.get("decoder") else "")
+        for p in producers
+    ]
     return "\n".join(lines)
 
 

@@ -67,6 +67,7 @@ class Hello:
     slots: str = ""  # the consumer's shared-memory slot file this worker has mapped, if any
     pid: int | None = None  # its process id, sent with ``slots`` (same machine, same namespace)
     reads: tuple[str, ...] = ()  # object URL prefixes it may read (``--allow``); local files always
+    decoder: str = ""  # how it decodes and resizes ("accelerated ...", or "portable ...: why")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +198,8 @@ def encode(message: Message) -> list[Any]:
                 header["pid"] = message.pid
             if message.reads:
                 header["reads"] = list(message.reads)
+            if message.decoder:
+                header["decoder"] = message.decoder
         case Welcome():
             header |= {
                 "t": "welcome",
@@ -386,6 +389,7 @@ def _hello(f: _Fields, _: Sequence[Any]) -> Hello:
         slots=f.text("slots") if "slots" in f.header else "",
         pid=f.integer("pid", low=1, high=2**31) if "pid" in f.header else None,
         reads=tuple(reads),
+        decoder=f.text("decoder") if "decoder" in f.header else "",
     )
 
 

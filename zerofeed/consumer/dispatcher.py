@@ -231,7 +231,12 @@ class Dispatcher:
         """The connected producers and the tasks each holds."""
         with self._lock:
             return [
-                {"name": p.name, "tasks": len(p.tasks), "capacity": p.capacity}
+                {
+                    "name": p.name,
+                    "tasks": len(p.tasks),
+                    "capacity": p.capacity,
+                    "decoder": p.decoder,
+                }
                 for p in self._scheduler.producers.values()
             ]
 

@@ -55,11 +55,12 @@ def warn_if_exposed(endpoint: str, *, encrypted: bool) -> None:
     log.warning(
         "zerofeed is listening on %s WITHOUT authentication or encryption: anyone who can reach "
         "this port can send batches to your model and read what is sent. Turn on CURVE: "
-        "`zerofeed keys generate keys/trainer` and `zerofeed keys generate keys/producers`, then "
-        "FeedSequence(..., server_secret_key='keys/trainer/zerofeed.key_secret', "
-        "authorized_keys='keys/producers') and `zerofeed producer --server-key "
-        "keys/trainer/zerofeed.key --secret-key keys/producers/zerofeed.key_secret ...` "
-        "(see docs/security.md).",
+        "`zerofeed keys generate keys/trainer`, `zerofeed keys generate keys/producer`, copy "
+        "keys/producer/zerofeed.key into keys/authorized/, then FeedSequence(..., "
+        "server_secret_key='keys/trainer/zerofeed.key_secret', authorized_keys='keys/authorized')"
+        " and `zerofeed producer --server-key keys/trainer/zerofeed.key --secret-key "
+        "keys/producer/zerofeed.key_secret ...` (the layout docker-compose.curve.yml uses; see "
+        "docs/security.md).",
         endpoint,
     )
 

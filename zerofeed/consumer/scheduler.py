@@ -92,6 +92,8 @@ class ProducerInfo:
     tasks: set[int] = field(default_factory=set)
     shares_slots: bool = False  # it mapped this consumer's shared-memory slots
     pid: int | None = None  # its process (local producers that share the slots say)
+    decoder: str = ""  # how it decodes: "accelerated ...", or "portable ...: why" (its HELLO)
+    last_task: int = -1  # the id of the latest task leased to it (idle producers take turns)
     strikes: int = 0  # results in a row that failed validation
     refused: str | None = None  # why it gets no more tasks (its results kept failing validation)
 
@@ -238,6 +240,7 @@ class Scheduler:
             shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
             refused=self._refused_names.get(hello.producer),
             pid=hello.pid,
+            decoder=hello.decoder,
         )
         self.producers[identity] = producer
         return producer
@@ -500,10 +503,17 @@ class Scheduler:
                 leases.append(lease)
         return leases
 
-    def _preference(self, producer: ProducerInfo) -> tuple[bool, int]:
+    def _preference(self, producer: ProducerInfo) -> tuple[bool, int, int]:
         """Producers with a free credit and no overdue task first (one holding an overdue task
-        is probably stuck: whatever it gets queues behind it)."""
-        return (producer.free > 0 and not (producer.tasks & self._late), producer.free)
+        is probably stuck: whatever it gets queues behind it), then the one with most credits
+        free, then the one that has waited longest for a task: when the trainer, not the
+        producers, sets the pace, every producer has all its credits free, and they take turns
+        (one scaled in mid-run gets the next task) instead of the first to join taking all."""
+        return (
+            producer.free > 0 and not (producer.tasks & self._late),
+            producer.free,
+            -producer.last_task,
+        )
 
     def _next_key(self) -> Key | None:
         urgent = [key for key in self._awaited if self._wanted(key)]
@@ -575,6 +585,7 @@ class Scheduler:
         if part is None:
             self._issued[key] = lease.task_id
         producer.tasks.add(lease.task_id)
+        producer.last_task = lease.task_id
         self.counters.tasks_issued += 1
         self.counters.peak_outstanding = max(self.counters.peak_outstanding, self.outstanding)
         return lease

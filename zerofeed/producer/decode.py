@@ -31,14 +31,9 @@ from PIL import Image
 
 from zerofeed.producer import resize
 
-try:  # optional libjpeg-turbo binding: the same pixels as Pillow's decoder, faster
-    import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - no wheel for this platform
-    _simplejpeg = None
-try:  # optional C accelerator (setup.py): decodes only the window, the same pixels again
-    from zerofeed.producer import _jpegwindow
-except ImportError:  # pragma: no cover - built without libjpeg-turbo's headers
-    _jpegwindow = None  # type: ignore[assignment]
+# Optional fast paths (accelerators.py): the same pixels as Pillow's decoder, faster.
+from zerofeed.producer.accelerators import jpegwindow as _jpegwindow
+from zerofeed.producer.accelerators import simplejpeg as _simplejpeg
 
 __all__ = [
     "decode_jpeg_window",

@@ -17,10 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-try:
-    from zerofeed.producer import _resample
-except ImportError:  # pragma: no cover - built without a C compiler
-    _resample = None  # type: ignore[assignment]
+from zerofeed.producer.accelerators import resample as _resample
 
 __all__ = ["resize_into", "write_image"]
 

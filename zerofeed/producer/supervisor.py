@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from zerofeed.common.errors import ConfigError
 from zerofeed.common.leftovers import owned_folder
 from zerofeed.common.producer_config import ProducerConfig
+from zerofeed.producer.accelerators import decode_path
 from zerofeed.producer.crashes import Breadcrumb, PoisonList, last_sample, oom_kills
 
 if TYPE_CHECKING:
@@ -219,6 +220,8 @@ class Supervisor:
             self._config.workers,
             ", ".join(self._config.endpoints),
         )
+        path = decode_path()
+        (log.info if path.accelerated else log.warning)("decode path: %s", path.summary)
         slots = [_Slot(name=name, index=index) for index, name in enumerate(self._names)]
         self._crashes_folder, owner = owned_folder("producer")
         try:

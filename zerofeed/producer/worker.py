@@ -49,6 +49,7 @@ from zerofeed.common.protocol import (
     encode,
 )
 from zerofeed.common.slots import SlotFile
+from zerofeed.producer.accelerators import decode_path
 from zerofeed.producer.batch import BatchMaker
 from zerofeed.producer.link import LinkWatch
 from zerofeed.producer.report import ProducerReport
@@ -102,6 +103,7 @@ class Worker:
             slots=str(self._slots.path) if self._slots is not None else "",
             pid=os.getpid() if self._slots is not None else None,
             reads=self._config.allow,
+            decoder=decode_path().summary,
         )
 
     def make(self, task: Task) -> Result:

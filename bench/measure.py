@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 import psutil
 
-__all__ = ["EpochTimes", "TreeSampler", "max_rss_bytes", "sys_time", "timed_epochs"]
+__all__ = [
+    "EpochTimes",
+    "TreeSampler",
+    "max_rss_bytes",
+    "sys_time",
+    "timed_epochs",
+    "tree_cpu_seconds",
+]
 
 SAMPLE_INTERVAL = 0.1  # its CPU time is taken from the measured rows: 10 Hz keeps it near 0.3 %
 _REFRESH_INTERVAL = 2.0  # listing descendants scans /proc: do it less often than sampling RSS
@@ -27,22 +34,33 @@ class EpochTimes:
     batches: list[int] = field(default_factory=list)
     sys_seconds: list[float] = field(default_factory=list)
     end_seconds: list[float] = field(default_factory=list)
+    tree_cpu_seconds: list[float] = field(default_factory=list)
 
     def add(
-        self, seconds: float, cpu_seconds: float, images: int, batches: int, sys_seconds: float
+        self,
+        seconds: float,
+        cpu_seconds: float,
+        images: int,
+        batches: int,
+        sys_seconds: float,
+        tree_cpu_seconds: float,
     ) -> None:
         self.seconds.append(seconds)
         self.cpu_seconds.append(cpu_seconds)
         self.images.append(images)
         self.batches.append(batches)
         self.sys_seconds.append(sys_seconds)
+        self.tree_cpu_seconds.append(tree_cpu_seconds)
 
     def summary(self) -> dict[str, object]:
         """Per-run images/s and CPU ms per batch, and their medians."""
         rates = [n / s for n, s in zip(self.images, self.seconds, strict=True)]
         cpu_ms = [1000 * c / b for c, b in zip(self.cpu_seconds, self.batches, strict=True)]
         sys_ms = [1000 * c / b for c, b in zip(self.sys_seconds, self.batches, strict=True)]
+        tree_ms = [1000 * c / n for c, n in zip(self.tree_cpu_seconds, self.images, strict=True)]
         return {
+            "tree_cpu_ms_per_image": statistics.median(tree_ms),
+            "runs_tree_cpu_ms_per_image": tree_ms,
             "images_per_s": statistics.median(rates),
             "runs_images_per_s": rates,
             "cpu_ms_per_batch": statistics.median(cpu_ms),
@@ -65,17 +83,47 @@ def timed_epochs(
     a fixed cost per epoch that small epochs would otherwise blow up.
 
     CPU time is ``time.process_time()``: every thread of this process, no child process; its
-    kernel part (``ru_stime``) is kept apart too.
+    kernel part (``ru_stime``) is kept apart too. :func:`tree_cpu_seconds` adds up the whole
+    process tree's (producers, pool workers) over the same span.
     """
     for _ in range(warmup):
         run_epoch()
     times = EpochTimes()
     for _ in range(runs):
-        wall, cpu, kernel = time.perf_counter(), time.process_time(), sys_time()
+        wall, cpu, kernel, tree = (
+            time.perf_counter(),
+            time.process_time(),
+            sys_time(),
+            tree_cpu_seconds(),
+        )
         images, batches, last = run_epoch()
+        tree = tree_cpu_seconds() - tree
         times.end_seconds.append(time.perf_counter() - last)
-        times.add(last - wall, time.process_time() - cpu, images, batches, sys_time() - kernel)
+        times.add(
+            last - wall, time.process_time() - cpu, images, batches, sys_time() - kernel, tree
+        )
     return times
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds, user and kernel, of this process and every process it started: itself and
+    its reaped children (``getrusage``), plus each live descendant with the children it reaped
+    (``psutil``). The figure to compare pipelines by on a busy machine: it does not depend on
+    how the cores are shared, only on the work done."""
+    total = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue  # it ended meanwhile: its time is in its parent's reaped children
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def sys_time() -> float:

@@ -25,7 +25,8 @@ __all__ = ["markdown", "write_chart", "write_outputs"]
 
 _HEADER = (
     "| row | quality | work | images/s (median) | runs (images/s) | zerofeed ÷ row "
-    "| consumer CPU ms/batch | consumer peak MiB | above keras MiB | tree peak MiB |"
+    "| consumer CPU ms/batch | tree CPU ms/image | consumer peak MiB | above keras MiB "
+    "| tree peak MiB |"
 )
 
 
@@ -44,6 +45,8 @@ def _table_row(key: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
     result = rows.get(key, {})
     if "error" in result:
         return f"| {spec.name} | {spec.quality} | {spec.work} | FAILED: {result['error']} |"
+    if "skipped" in result:
+        return f"| {spec.name} | {spec.quality} | {spec.work} | skipped: {result['skipped']} |"
     rate = result.get("images_per_s")
     zf = rows.get("zerofeed", {}).get("images_per_s")
     ratio = f"{zf / rate:.2f}x" if zf and rate and spec.kind == "throughput" else "-"
@@ -57,6 +60,7 @@ def _table_row(key: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
         runs or "-",
         ratio,
         _cpu(result),
+        f"{result['tree_cpu_ms_per_image']:.2f}" if "tree_cpu_ms_per_image" in result else "-",
         _mib(consumer_peak(result)),
         "-" if extra is None or spec.kind in ("raw", "baseline") else f"{extra / MiB:.0f}",
         _mib(result.get("peak_tree_rss_bytes")),

@@ -116,6 +116,22 @@ ROWS: tuple[Row, ...] = (
         {"fused": False, "antialias": True},
     ),
     Row(
+        "dali_aa",
+        "NVIDIA DALI, CPU pipeline",
+        "antialiased",
+        _CROP + "; decoders.image_random_crop (region decode where it can), resize antialias=True",
+        "bench.pipelines.dali:run_dali",
+        {"antialias": True},
+    ),
+    Row(
+        "dali",
+        "NVIDIA DALI, CPU pipeline",
+        "not antialiased",
+        _CROP + "; decoders.image_random_crop (region decode where it can), resize antialias=False",
+        "bench.pipelines.dali:run_dali",
+        {"antialias": False},
+    ),
+    Row(
         "pydataset_mp",
         "PyDataset (PIL), use_multiprocessing=True",
         _AA,

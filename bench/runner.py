@@ -80,7 +80,11 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-_POOLED = (("runs_images_per_s", "images_per_s"), ("runs_cpu_ms_per_batch", "cpu_ms_per_batch"))
+_POOLED = (
+    ("runs_images_per_s", "images_per_s"),
+    ("runs_cpu_ms_per_batch", "cpu_ms_per_batch"),
+    ("runs_tree_cpu_ms_per_image", "tree_cpu_ms_per_image"),
+)
 
 
 def pool_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -93,7 +93,30 @@ def evaluate(results: Results, cores: int) -> list[Target]:
         ),
     ]
     targets += [_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")]
+    # Issue 15: against DALI's CPU pipeline, and work per CPU second of the whole process tree.
+    targets += [
+        _ratio_target("vs DALI CPU, antialiased", zf, _rate(results, "dali_aa"), 2.0),
+        _ratio_target("vs DALI CPU, not antialiased", zf, _rate(results, "dali"), 1.5),
+        _cpu_share_target(results, "tfdata_fused", 0.8),
+        _cpu_share_target(results, "dali_aa", 0.5),
+    ]
     return targets
+
+
+def _tree_cpu(results: Results, key: str) -> float | None:
+    value = results.get(key, {}).get("tree_cpu_ms_per_image")
+    return float(value) if value else None
+
+
+def _cpu_share_target(results: Results, peer: str, most: float) -> Target:
+    """zerofeed's CPU per image (the whole process tree: producers, consumer) over a peer's."""
+    name = f"CPU per image, whole process tree, vs {peer}"
+    ours, theirs = _tree_cpu(results, "zerofeed"), _tree_cpu(results, peer)
+    if ours is None or theirs is None:
+        return Target(name, f"<= {most:.1f}x", "n/a", None)
+    share = ours / theirs
+    measured = f"{share:.2f}x ({ours:.2f} vs {theirs:.2f} ms)"
+    return Target(name, f"<= {most:.1f}x", measured, share <= most)
 
 
 def _share_target(zf: float | None, raw: float | None, cores: int) -> Target:

@@ -19,6 +19,7 @@ from zerofeed.common.errors import BadSampleError
 from zerofeed.common.plan import sample_rng
 from zerofeed.common.transforms import parse_augment
 from zerofeed.producer import decode, resize
+from zerofeed.producer.geometry import scaled_size
 from zerofeed.producer.render import Renderer
 
 SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -66,7 +67,7 @@ def test_windowed_decode_equals_every_full_decode(
             progressive=progressive,
         )
         image = decode.open_image(data)
-        scaled = decode.scaled_size(image.size, scale)
+        scaled = scaled_size(image.size, scale)
         windows = [(0, 0, *scaled)] + [random_window(scaled, rng) for _ in range(6)]
         with monkeypatch.context() as patch:
             patch.setattr(decode, "_jpegwindow", None)
@@ -96,7 +97,7 @@ def test_decode_and_resize_in_one_pass_equals_the_two_steps(
         data = photo(size, int(rng.integers(1000)), subsampling=SUBSAMPLINGS[subsampling])
         image = decode.open_image(data)
         for scale in (1, 2, 8):
-            scaled = decode.scaled_size(image.size, scale)
+            scaled = scaled_size(image.size, scale)
             for window in [(0, 0, *scaled)] + [random_window(scaled, rng) for _ in range(5)]:
                 width, height = window[2] - window[0], window[3] - window[1]
                 left, right = sorted(rng.uniform(0, width, 2))

@@ -21,6 +21,7 @@ from tests.images import (
     write_image,
 )
 from zerofeed.producer import decode
+from zerofeed.producer.geometry import to_raw_box
 
 
 def _decode(path: pathlib.Path, hint: tuple[int, int] | None = None) -> np.ndarray:
@@ -232,7 +233,7 @@ def test_raw_box_then_orient_equals_orient_then_crop(orientation: int) -> None:
     upright = pattern((60, 40))
     raw = Image.fromarray(stored_for_orientation(upright, orientation))
     box = (7, 5, 37, 25)  # left, top, right, bottom on the upright picture
-    raw_box = decode.to_raw_box(box, orientation, raw.size)
+    raw_box = to_raw_box(box, orientation, raw.size)
     left, top, right, bottom = (int(v) for v in raw_box)
     cropped = decode.orient(raw.crop((left, top, right, bottom)), orientation)
     assert np.array_equal(np.asarray(cropped), upright[5:25, 7:37])

@@ -22,7 +22,8 @@ from tests.images import (
 from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.transforms import CropSpec, TransformSpec, parse_augment
 from zerofeed.producer import decode
-from zerofeed.producer.render import BAD_SAMPLE_KINDS, Renderer, random_resized_crop
+from zerofeed.producer.geometry import Window, random_resized_crop, scaled_size
+from zerofeed.producer.render import BAD_SAMPLE_KINDS, Renderer
 
 WarningFilter = Literal["ignore", "error"]
 SIZE = (24, 32)  # (height, width)
@@ -158,13 +159,13 @@ def _spy_on_decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, in
         return loaded
 
     def spy_window(
-        image: Image.Image | None, data: bytes, scale: int, window: decode.Window, *args, **kwargs
+        image: Image.Image | None, data: bytes, scale: int, window: Window, *args, **kwargs
     ) -> bool:
         decoded = decode_window(image, data, scale, window, *args, **kwargs)
         if decoded:
             stored = image.size if image is not None else decode.plain_jpeg_size(data)
             assert stored is not None
-            sizes.append(decode.scaled_size(stored, scale))
+            sizes.append(scaled_size(stored, scale))
         return decoded
 
     monkeypatch.setattr(decode, "load_rgb", spy)

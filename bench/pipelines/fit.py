@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from bench.config import BATCH_SIZE, IMAGE_SIZE, RunConfig
-from bench.measure import EpochTimes, sys_time
+from bench.measure import EpochTimes, sys_time, tree_cpu_seconds
 from bench.pipelines.manifest import read_manifest
 
 MODEL_STRIDE = 16
@@ -53,11 +53,11 @@ class EpochTimer(keras.callbacks.Callback):
         self.images_per_epoch = images_per_epoch
         self.epochs = EpochTimes()
         self.step_seconds: list[list[float]] = []
-        self._start = (0.0, 0.0, 0.0)
+        self._start = (0.0, 0.0, 0.0, 0.0)
         self._step_start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._start = (time.perf_counter(), time.process_time(), sys_time())
+        self._start = (time.perf_counter(), time.process_time(), sys_time(), tree_cpu_seconds())
         self._step_start = self._start[0]
         self.step_seconds.append([])
 
@@ -67,13 +67,14 @@ class EpochTimer(keras.callbacks.Callback):
         self._step_start = now
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        wall, cpu, kernel = self._start
+        wall, cpu, kernel, tree = self._start
         self.epochs.add(
             time.perf_counter() - wall,
             time.process_time() - cpu,
             self.images_per_epoch,
             len(self.step_seconds[-1]),
             sys_time() - kernel,
+            tree_cpu_seconds() - tree,
         )
         self.epochs.end_seconds.append(0.0)
 

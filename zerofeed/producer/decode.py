@@ -7,7 +7,7 @@ a full decode:
 2. :func:`exif_orientation` / :func:`oriented_size` give the upright size without decoding;
 3. :func:`draft` asks libjpeg for a reduced-scale decode (1/2, 1/4, 1/8) that is still large enough;
 4. :func:`load_rgb` decodes the first frame and converts any mode to 8-bit RGB;
-5. :func:`to_raw_box` / :func:`orient` move boxes and images between stored and upright orientation;
+5. :func:`orient` turns a decoded image upright (:mod:`~zerofeed.producer.geometry` maps boxes);
 6. :func:`decode_jpeg_window` decodes only a window of a colour JPEG, at reduced scale, as RGBX;
    :func:`decode_jpeg_window_resized` also resizes it into a caller's buffer, in one pass.
 
@@ -34,19 +34,18 @@ from zerofeed.producer import resize
 # Optional fast paths (accelerators.py): the same pixels as Pillow's decoder, faster.
 from zerofeed.producer.accelerators import jpegwindow as _jpegwindow
 from zerofeed.producer.accelerators import simplejpeg as _simplejpeg
+from zerofeed.producer.geometry import Box, Window, draft_scale, scaled_size
 
 __all__ = [
     "decode_jpeg_window",
     "decode_jpeg_window_resized",
     "decode_rgb",
     "draft",
-    "draft_scale",
     "exif_orientation",
     "load_rgb",
     "open_image",
     "orient",
     "oriented_size",
-    "to_raw_box",
     "to_rgb",
 ]
 
@@ -64,10 +63,6 @@ _TRANSPOSES: tuple[Image.Transpose | None, ...] = (
     Image.Transpose.ROTATE_90,
 )
 _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
-_DRAFT_SCALES = (8, 4, 2)
-
-Box = resize.Box
-Window = tuple[int, int, int, int]
 
 
 def open_image(source: pathlib.Path | bytes) -> Image.Image:
@@ -135,39 +130,6 @@ def orient(image: Image.Image, orientation: int) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
-def to_raw_box(box: Box, orientation: int, raw_size: tuple[int, int]) -> Box:
-    """Map a ``(left, top, right, bottom)`` box on the upright image onto the stored image.
-
-    ``raw_size`` is the stored ``(width, height)``. Resizing the stored image over the returned box
-    and then :func:`orient`-ing the result gives the upright crop (orientations 5..8 swap width
-    and height).
-    """
-    left, top, right, bottom = box
-    width, height = raw_size
-    boxes: tuple[Box, ...] = (
-        box,
-        box,
-        (width - right, top, width - left, bottom),
-        (width - right, height - bottom, width - left, height - top),
-        (left, height - bottom, right, height - top),
-        (top, left, bottom, right),
-        (top, height - right, bottom, height - left),
-        (width - bottom, height - right, width - top, height - left),
-        (width - bottom, left, width - top, right),
-    )
-    return boxes[orientation]
-
-
-def draft_scale(region: tuple[float, float], out_size: tuple[int, int]) -> int:
-    """The largest libjpeg scale-down (8, 4, 2 or 1) that keeps ``region`` at least ``out_size``.
-
-    ``region`` is the ``(width, height)`` of the part of the image that will be resized to
-    ``out_size`` (both in the same orientation), so the output never loses resolution.
-    """
-    room = min(region[0] / out_size[0], region[1] / out_size[1])
-    return next((s for s in _DRAFT_SCALES if s <= room), 1)
-
-
 def draft(image: Image.Image, region: tuple[float, float], out_size: tuple[int, int]) -> float:
     """Ask Pillow for a reduced-scale JPEG decode by :func:`draft_scale`; call before loading.
 
@@ -193,11 +155,6 @@ def _draft_at(image: Image.Image, scale: int) -> float:
     # Pillow maps the original onto (0, 0, width / scale, height / scale) of the drafted image;
     # 1 / scale is a power of two, so scaled box edges stay exact and within the decoded size.
     return 1.0 / round(width / drafted[1][2])
-
-
-def scaled_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
-    """The size libjpeg (and Pillow's :func:`draft`) decodes ``size`` to at ``1 / scale``."""
-    return (-(-size[0] // scale), -(-size[1] // scale))
 
 
 def decode_jpeg_window(

@@ -27,7 +27,6 @@ Without a crop the whole image is resized to ``image_size`` without keeping its 
 
 from __future__ import annotations
 
-import math
 import pathlib
 import struct
 import time
@@ -38,12 +37,19 @@ import numpy as np
 from PIL import Image, ImageEnhance, UnidentifiedImageError
 
 from zerofeed.common.errors import BadSampleError, ConfigError
-from zerofeed.common.transforms import CropSpec, TransformSpec
+from zerofeed.common.transforms import TransformSpec
 from zerofeed.producer import decode, resize
+from zerofeed.producer.geometry import (
+    Box,
+    draft_scale,
+    random_resized_crop,
+    read_window,
+    to_raw_box,
+)
 from zerofeed.producer.plugins import CustomTransform
 from zerofeed.producer.reader import read_file
 
-__all__ = ["BAD_SAMPLE_KINDS", "Renderer", "random_resized_crop"]
+__all__ = ["BAD_SAMPLE_KINDS", "Renderer"]
 
 BAD_SAMPLE_KINDS = ("missing", "permission", "unreadable", "decode", "too_large", "transform")
 
@@ -62,7 +68,6 @@ _DECODE_ERRORS = (
     struct.error,
 )
 _TOO_LARGE_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-_CROP_ATTEMPTS = 10
 _ENHANCERS = (
     ("brightness", ImageEnhance.Brightness),
     ("contrast", ImageEnhance.Contrast),
@@ -229,10 +234,10 @@ class Renderer:
         left, top, width, height = self._crop_box((upright_size[0], upright_size[1]), rng)
         hflip, vflip = self._draw_flips(rng) if out is not None else (False, False)
         upright_box = (left, top, left + width, top + height)
-        box = decode.to_raw_box(upright_box, orientation, stored_size)
+        box = to_raw_box(upright_box, orientation, stored_size)
         size = (self._height, self._width) if orientation >= 5 else (self._width, self._height)
-        scale = decode.draft_scale((width, height), (self._width, self._height))
-        window, window_box = _window(box, scale, stored_size, size)
+        scale = draft_scale((width, height), (self._width, self._height))
+        window, window_box = read_window(box, scale, stored_size, size)
         if out is not None and orientation in _MIRRORS:  # nothing to transpose: straight to `out`
             target, (mirror_h, mirror_v) = out, _MIRRORS[orientation]
             flips = (hflip != mirror_h, vflip != mirror_v)
@@ -312,63 +317,8 @@ class Renderer:
         return result
 
 
-def random_resized_crop(
-    size: tuple[int, int], crop: CropSpec, rng: np.random.Generator
-) -> tuple[int, int, int, int]:
-    """torchvision's ``RandomResizedCrop.get_params`` on an image of ``size = (width, height)``.
-
-    Up to 10 tries draw an area fraction in ``crop.scale`` and a log-uniform aspect ratio in
-    ``crop.ratio``; the first box that fits gets a uniform position. Otherwise the largest centred
-    box with the aspect ratio clamped to ``crop.ratio``.
-
-    Returns:
-        ``(left, top, width, height)`` in pixels.
-    """
-    width, height = size
-    area = width * height
-    log_lo, log_hi = math.log(crop.ratio[0]), math.log(crop.ratio[1])
-    for _ in range(_CROP_ATTEMPTS):
-        target_area = area * rng.uniform(crop.scale[0], crop.scale[1])
-        aspect = math.exp(rng.uniform(log_lo, log_hi))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            return (left, top, w, h)
-    return _center_crop(width, height, crop.ratio)
-
-
-def _center_crop(width: int, height: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
-    in_ratio = width / height
-    w, h = width, height
-    if in_ratio < ratio[0]:
-        h = max(1, round(w / ratio[0]))
-    elif in_ratio > ratio[1]:
-        w = max(1, round(h * ratio[1]))
-    return ((width - w) // 2, (height - h) // 2, w, h)
-
-
-def _window(
-    box: decode.Box, scale: int, stored_size: tuple[int, int], out_size: tuple[int, int]
-) -> tuple[decode.Window, decode.Box]:
-    """The part of the image decoded at ``1 / scale`` that resizing ``box`` reads, and ``box`` in it.
-
-    The window adds to the scaled box the reach of the resampling filter (one output pixel's
-    worth of input either side) plus two pixels, clipped to the image: Pillow never reads
-    beyond that, so resizing the window gives the pixels of resizing the whole image.
-    """
-    width, height = decode.scaled_size(stored_size, scale)
-    left, top, right, bottom = (edge / scale for edge in box)
-    reach_x = math.ceil(max(1.0, (right - left) / out_size[0])) + 2
-    reach_y = math.ceil(max(1.0, (bottom - top) / out_size[1])) + 2
-    x0, y0 = max(0, math.floor(left) - reach_x), max(0, math.floor(top) - reach_y)
-    x1, y1 = min(width, math.ceil(right) + reach_x), min(height, math.ceil(bottom) + reach_y)
-    return (x0, y0, x1, y1), (left - x0, top - y0, right - x0, bottom - y0)
-
-
 def _pillow_crop_resize(
-    image: Image.Image, box: decode.Box, region: tuple[int, int], size: tuple[int, int]
+    image: Image.Image, box: Box, region: tuple[int, int], size: tuple[int, int]
 ) -> Image.Image:
     """Any image Pillow reads: reduced-scale decode where libjpeg allows, then one resize."""
     factor = decode.draft(image, region, size)

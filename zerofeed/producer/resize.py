@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 
 from zerofeed.producer.accelerators import resample as _resample
+from zerofeed.producer.geometry import Box
 
 __all__ = ["resize_into", "write_image"]
-
-Box = tuple[float, float, float, float]
 
 
 def resize_into(

@@ -50,6 +50,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rows", nargs="+", choices=[r.key for r in ROWS], help="run only these rows"
     )
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="busy-loop processes competing for the cores during every row, as a training "
+        "box's other work does (default 0; issue 15's under-load figures use 1)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per row")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
     args = parser.parse_args(argv)
@@ -107,7 +114,9 @@ def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> d
             row_cfg = big_cfg if row.kind == "memory" else cfg
             if row.key == "model_alone_paced":
                 row_cfg = dataclasses.replace(cfg, pace_ms=pace_ms)
-            result = run_row(row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout)
+            result = run_row(
+                row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout, load=args.load
+            )
             if row.key == "zerofeed_fit" and result.get("images_per_s"):
                 # Its mean step: the first few are served from batches made ahead.
                 pace_ms = 1000 * BATCH_SIZE / float(result["images_per_s"])  # type: ignore[arg-type]
@@ -139,7 +148,7 @@ def main(argv: list[str]) -> None:
         "dataset": _describe(data),
         "dataset_4x": _describe(big),
         "rows": rows,
-        "targets": [t.to_dict() for t in evaluate(rows, cores)],
+        "targets": [t.to_dict() for t in evaluate(rows, cores, load=args.load)],
         "total_seconds": time.perf_counter() - started,
     }
     print()

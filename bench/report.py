@@ -85,7 +85,13 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"{data['mean_bytes'] / 1000:.1f} KB, mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px "
         f"(4x set: {report['dataset_4x']['images']} images). Batch 64, 224x224 uint8; "
         f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; {_epochs(cfg)}. "
-        f"Total {report['total_seconds'] / 60:.1f} min.",
+        f"Total {report['total_seconds'] / 60:.1f} min."
+        + (
+            f" **Under load:** {cfg['load']} busy-loop process(es) competed for the cores "
+            "during every row."
+            if cfg.get("load")
+            else ""
+        ),
         "",
         _HEADER,
         "|---" * (_HEADER.count("|") - 1) + "|",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,18 @@ import psutil
 from bench.config import RunConfig
 from bench.measure import TreeSampler
 
-__all__ = ["pool_rounds", "run_row"]
+__all__ = ["competing_load", "pool_rounds", "run_row"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
 
-def run_row(key: str, cfg: RunConfig, *, log_dir: Path, timeout: float) -> dict[str, object]:
+def run_row(
+    key: str, cfg: RunConfig, *, log_dir: Path, timeout: float, load: int = 0
+) -> dict[str, object]:
     """The child's JSON result plus peak RSS figures; ``{"error": ...}`` if the child failed.
+
+    ``load``: that many busy-loop processes compete for the cores while the row runs (a fixed
+    stand-in for a training box's other work); their CPU time is not counted as other jobs'.
 
     ``other_cpu_s`` is the CPU time the rest of the machine used meanwhile: anything well above
     zero means another job competed for the cores and the row's speed is understated.
@@ -37,7 +44,7 @@ def run_row(key: str, cfg: RunConfig, *, log_dir: Path, timeout: float) -> dict[
         out = Path(tmp) / "result.json"
         command = [sys.executable, "-m", "bench.child", key, cfg.to_json(), str(out)]
         started, machine, ours = time.perf_counter(), _machine_busy(), _our_cpu()
-        with log_path.open("w") as log:
+        with log_path.open("w") as log, competing_load(load):
             child = subprocess.Popen(command, cwd=_REPO, env=env, stdout=log, stderr=log)
             with TreeSampler(child.pid) as sampler:
                 try:
@@ -57,6 +64,19 @@ def run_row(key: str, cfg: RunConfig, *, log_dir: Path, timeout: float) -> dict[
         peak_processes=sampler.peak_processes,
     )
     return result
+
+
+@contextlib.contextmanager
+def competing_load(processes: int) -> Iterator[None]:
+    """``processes`` busy loops (``while True: pass``), each wanting a whole core, for the
+    duration of the block; killed and reaped after it."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 def _machine_busy() -> float:

@@ -66,8 +66,9 @@ def _ratio_target(name: str, zf: float | None, peer: float | None, need: float) 
     )
 
 
-def evaluate(results: Results, cores: int) -> list[Target]:
-    """Every target, in the order of the issue."""
+def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
+    """Every target, in the order of the issue; with ``load`` (busy loops competing for the
+    cores), issue 15's under-load targets instead of the quiet-machine ratios to tf.data."""
     zf = _rate(results, "zerofeed")
     aa = [r for r in (_rate(results, "tfdata_aa"), _rate(results, "tfdata_fused_aa")) if r]
     targets = [
@@ -93,6 +94,21 @@ def evaluate(results: Results, cores: int) -> list[Target]:
         ),
     ]
     targets += [_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")]
+    if load:
+        targets += [
+            _ratio_target(
+                f"under load ({load} busy loop): vs tf.data fused, loop",
+                zf,
+                _rate(results, "tfdata_fused"),
+                1.1,
+            ),
+            _ratio_target(
+                f"under load ({load} busy loop): vs tf.data fused, through fit",
+                _rate(results, "zerofeed_fit"),
+                _rate(results, "tfdata_fused_fit"),
+                1.1,
+            ),
+        ]
     # Issue 15: against DALI's CPU pipeline, and work per CPU second of the whole process tree.
     targets += [
         _ratio_target("vs DALI CPU, antialiased", zf, _rate(results, "dali_aa"), 2.0),

@@ -45,8 +45,8 @@ def _table_row(key: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
     result = rows.get(key, {})
     if "error" in result:
         return f"| {spec.name} | {spec.quality} | {spec.work} | FAILED: {result['error']} |"
-    if "skipped" in result:
-        return f"| {spec.name} | {spec.quality} | {spec.work} | skipped: {result['skipped']} |"
+    if "absent" in result:
+        return f"| {spec.name} | {spec.quality} | {spec.work} | skipped: {result['absent']} |"
     rate = result.get("images_per_s")
     zf = rows.get("zerofeed", {}).get("images_per_s")
     ratio = f"{zf / rate:.2f}x" if zf and rate and spec.kind == "throughput" else "-"

@@ -64,11 +64,11 @@ def _pipeline(cfg: RunConfig, *, antialias: bool) -> Any:
 
 def run_dali(cfg: RunConfig, *, antialias: bool) -> dict[str, object]:
     """Run ``len(manifest) / 64`` batches an epoch (DALI's reader wraps round) and time them;
-    ``{"skipped": why}`` without DALI."""
+    ``{"absent": why}`` without DALI (the row is skipped)."""
     try:
         import nvidia.dali  # noqa: F401
     except ImportError:
-        return {"skipped": f"DALI is not installed (pip install {DALI_PACKAGE})"}
+        return {"absent": f"DALI is not installed (pip install {DALI_PACKAGE})"}
     pipeline, images = _pipeline(cfg, antialias=antialias)
     batches = -(-images // BATCH_SIZE)
 

@@ -174,6 +174,7 @@ class Scheduler:
         self._slots = slots
         self._task_timeout = task_timeout
         self._durations: deque[float] = deque(maxlen=_DURATIONS_KEPT)
+        self._typical: float | None = None  # median of _durations, None when to be computed
         self._superseded: set[int] = set()  # leases whose batch another lease delivered
         self._refused_names: dict[str, str] = {}  # producer name -> why it gets no tasks
         self._failures: dict[Key, int] = {}  # whole-batch leases that ended without a result
@@ -339,8 +340,9 @@ class Scheduler:
             return self._task_timeout
         if not self._durations:
             return _OVERDUE_CEILING
-        typical = statistics.median(self._durations)
-        return min(max(_OVERDUE_FACTOR * typical, _OVERDUE_FLOOR), _OVERDUE_CEILING)
+        if self._typical is None:  # asked on every turn of the I/O loop: once per new duration
+            self._typical = statistics.median(self._durations)
+        return min(max(_OVERDUE_FACTOR * self._typical, _OVERDUE_FLOOR), _OVERDUE_CEILING)
 
     def overdue(self, now: float) -> list[Lease]:
         """Leases out for longer than :meth:`task_bound`: their batches are queued again, first,
@@ -652,6 +654,7 @@ class Scheduler:
         producer.strikes = 0
         if lease.part is None:  # whole batches only: one-sample tasks would lower the bound
             self._durations.append((time.monotonic() if now is None else now) - lease.issued_at)
+            self._typical = None
         if lease.part is not None and split is not None:
             split.made[lease.part] = batch
             split.issued.pop(lease.part, None)

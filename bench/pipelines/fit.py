@@ -119,8 +119,8 @@ def run_model_alone(cfg: RunConfig, *, paced: bool = False) -> dict[str, object]
     """The fit rows' model and steps with no input pipeline: one cached batch, repeated.
 
     Its CPU per batch is the training step's own; a fit row's figure minus this one is what its
-    input pipeline costs the training process. ``paced``: each step is held to
-    ``cfg.pace_ms`` (the ``zerofeed_fit`` row's mean step in the same round), so that the model idles between
+    input pipeline costs the training process. ``paced``: each step is held to ``cfg.pace_ms``
+    (the ``zerofeed_fit`` row's mean step in the same round), so that the model idles between
     steps as it does when fed at that rate.
     """
     import tensorflow as tf

@@ -58,6 +58,7 @@ CASES: tuple[Case, ...] = (
     Case("model_paced", "(a'') model alone, each step held to --pace-ms (idle between steps)"),
     Case("model_rotate", "(a') model alone, 16 distinct batches cycled (tf.data, beyond L3)"),
     Case("feed_fit", "(b) FeedSequence through fit (local_producers, shared_memory=True)"),
+    Case("feed_tfdata", "(b') FeedSequence.as_tf_dataset() through fit (tf.numpy_function)"),
     Case("feed_loop", "(c) FeedSequence, seq[i] loop (no model)", "loop"),
     Case("feed_loop_touch", "(c') seq[i] loop, reading every byte of x (np.sum)", "loop"),
     Case("pyds_same", "(d) PyDataset returning one preallocated numpy batch"),
@@ -288,6 +289,9 @@ def _fit_data(case: str, args: argparse.Namespace, steps: int):
         return _pydataset([_batch()], steps, fresh=True), None
     if case == "feed_fit":
         seq = _feed(args)
+    elif case == "feed_tfdata":
+        seq = _feed(args)
+        return seq.as_tf_dataset(), seq
     elif case == "feed_socket":
         seq = _feed(args, shared_memory=False)
     elif case == "feed_tensor":

@@ -124,6 +124,31 @@ def test_credits_of_several_producers_add_up() -> None:
     assert {p.identity: p.free for p in scheduler.producers.values()} == {A: 0, B: 0}
 
 
+def test_without_a_free_credit_no_demand_or_take_lets_assign_issue_anything() -> None:
+    """``Dispatcher.get`` wakes the I/O thread only when ``has_free_credit()``: when it is false,
+    a turn of ``assign()`` issues nothing, whatever was demanded or taken meanwhile."""
+    scheduler = make_scheduler(num_samples=30)
+    assert not scheduler.has_free_credit()  # nobody to give a task to
+    join(scheduler, A, 2)
+    assert scheduler.has_free_credit()
+    first, second = scheduler.assign()
+    assert not scheduler.has_free_credit()
+    batch = complete(scheduler, first)
+    assert scheduler.has_free_credit()  # the result gave the credit back
+    assert len(scheduler.assign()) == 1
+    assert not scheduler.has_free_credit()
+    assert scheduler.take(batch.key) is not None
+    scheduler.demand((1, 0))
+    assert scheduler.assign() == []
+    complete(scheduler, second)
+    assert scheduler.has_free_credit()
+    assert keys(scheduler.assign()) == [(1, 0)]  # the awaited batch first, once a credit is back
+    lacking = make_scheduler(required=("sepia",))
+    join(lacking, A, 2)  # without the transform the batches need: it gets no tasks
+    assert not lacking.has_free_credit()
+    assert lacking.assign() == []
+
+
 def test_tasks_limited_by_max_queue_size() -> None:
     scheduler = make_scheduler(max_queue_size=3)
     join(scheduler, A, 50)

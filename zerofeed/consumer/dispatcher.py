@@ -104,6 +104,7 @@ class Dispatcher:
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._news = False  # a batch arrived this turn of the I/O loop; waiters not woken yet
         self._failure: BaseException | None = None
         self._failure_is_own = False  # the failure is a ZerofeedError to raise as it is
         self._closing = False
@@ -164,7 +165,8 @@ class Dispatcher:
         next_log = started + self._settings.wait_log_interval
         with self._arrived:
             self._raise_if_failed()
-            if key[0] > self._scheduler.epoch:
+            moved = key[0] > self._scheduler.epoch
+            if moved:
                 self._scheduler.move_to((key[0], 0))
             elif key < self._scheduler.floor:
                 raise ZerofeedError(
@@ -172,17 +174,15 @@ class Dispatcher:
                     f"from (batch {self._scheduler.floor[1]} of epoch {self._scheduler.floor[0]})"
                 )
             self._scheduler.demand(key)
-            self._wake()
-            while True:
-                self._raise_if_failed()
-                if key[0] != self._scheduler.epoch:
-                    raise ZerofeedError(
-                        f"the feed moved to epoch {self._scheduler.epoch} while batch {key[1]} "
-                        f"of epoch {key[0]} was awaited"
-                    )
-                batch = self._scheduler.take(key)
-                if batch is not None:
-                    break
+            batch = self._scheduler.take(key)
+            # The I/O thread issues tasks after every message it receives. It is woken only when
+            # this call gave it something to do now: a new epoch, or a producer with a free credit
+            # for ``key`` or for the room taking a batch made. When every credit is in use (the
+            # feed is the bottleneck), the next result frees one and issues the next task: waking
+            # the thread here would be a second, useless turn of its loop for every batch.
+            if moved or self._scheduler.has_free_credit():
+                self._wake()
+            while batch is None:
                 now = time.monotonic()
                 if timeout is not None and now - started >= timeout:
                     raise FeedTimeoutError(self._waiting_message(key, now - started))
@@ -191,6 +191,13 @@ class Dispatcher:
                     next_log = now + self._settings.wait_log_interval
                 limit = next_log if timeout is None else min(next_log, started + timeout)
                 self._arrived.wait(max(0.0, limit - now))
+                self._raise_if_failed()
+                if key[0] != self._scheduler.epoch:
+                    raise ZerofeedError(
+                        f"the feed moved to epoch {self._scheduler.epoch} while batch {key[1]} "
+                        f"of epoch {key[0]} was awaited"
+                    )
+                batch = self._scheduler.take(key)
             self.wait_seconds += time.monotonic() - started
         return batch
 
@@ -476,8 +483,9 @@ class Dispatcher:
                 if isinstance(exc, ResultMismatch):
                     refused = self._scheduler.strike(identity, str(exc))
             else:
-                if batch is not None:
-                    self._arrived.notify_all()
+                # Waiters are woken at the end of this turn, after the credit this result freed
+                # has been given a new task (see _maintain).
+                self._news = self._news or batch is not None
         if error is not None:
             self._reject(identity, "result", error)
         if refused is not None:
@@ -509,11 +517,14 @@ class Dispatcher:
             self._scheduler.reclaim_slots()
             lost = self._scheduler.expire(now)
             overdue = self._scheduler.overdue(now)
-            if lost or overdue:  # a batch made sample by sample may be complete now
-                self._arrived.notify_all()
             bound = self._scheduler.task_bound()
-            names = {i: p.name for i, p in self._scheduler.producers.items()}
+            names = {i: p.name for i, p in self._scheduler.producers.items()} if overdue else {}
             leases = self._scheduler.assign(now)
+            # After assign(): a woken get() then finds every free credit used, and does not wake
+            # this thread again for nothing. Lost or overdue: a split batch may be complete now.
+            if self._news or lost or overdue:
+                self._news = False
+                self._arrived.notify_all()
         for producer in lost:
             log.warning(
                 "producer %s silent for more than its lease; %d task(s) re-issued to others",

@@ -545,6 +545,10 @@ class Scheduler:
             self._delivered.popitem(last=False)
         return True
 
+    def has_free_credit(self) -> bool:
+        """Whether some producer could take a task now."""
+        return any(producer.free > 0 for producer in self.producers.values())
+
     @property
     def outstanding(self) -> int:
         """Batches in flight for live epochs plus batches received (delivered ones retained too)."""

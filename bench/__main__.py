@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import BATCH_SIZE, RunConfig, machine_cores
-from bench.dataset import DATA_DIR, DatasetInfo, ensure_dataset
+from bench.dataset import DATA_DIR, KINDS, DatasetInfo, ensure_dataset
 from bench.report import write_outputs
 from bench.rows import ROWS
 from bench.runner import pool_rounds, run_row
@@ -28,7 +28,18 @@ DEFAULT_PACE_MS = 64.0
 def parse_args(argv: list[str]) -> argparse.Namespace:
     cores = machine_cores()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--images", type=int, default=3000, help="data set size (default 3000)")
+    parser.add_argument(
+        "--set",
+        dest="data_set",
+        choices=KINDS,
+        default="photos",
+        help="the data set (bench/dataset.py): photos (default), large (2-4 MP JPEGs) or mixed "
+        "(progressive, greyscale, 4:4:4, PNG, CMYK); results of the others go to "
+        "bench/results/<set>/",
+    )
+    parser.add_argument(
+        "--images", type=int, help="data set size (default 3000; 1000 for --set large)"
+    )
     parser.add_argument(
         "--runs", type=int, default=1, help="timed epochs per row and round (default 1)"
     )
@@ -58,8 +69,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "box's other work does (default 0; issue 15's under-load figures use 1)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per row")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
+    parser.add_argument("--out", type=Path, help="where results go (default bench/results/)")
     args = parser.parse_args(argv)
+    if args.images is None:
+        args.images = 1000 if args.data_set == "large" else 3000
+    if args.out is None:
+        args.out = RESULTS_DIR if args.data_set == "photos" else RESULTS_DIR / args.data_set
     if args.quick:
         args.images, args.runs, args.rounds = 320, 1, 1
     if args.runs < 1 or args.rounds < 1:
@@ -73,10 +88,15 @@ def _describe(info: DatasetInfo) -> dict[str, Any]:
     return described
 
 
-def _datasets(args: argparse.Namespace) -> tuple[DatasetInfo, DatasetInfo]:
-    data = ensure_dataset(args.images, seed=args.seed)
-    big = ensure_dataset(4 * args.images, seed=args.seed)
+def _datasets(args: argparse.Namespace) -> tuple[DatasetInfo, DatasetInfo | None]:
+    """The data set, and for the photos set the 4x one of the memory row."""
+    data = ensure_dataset(args.images, seed=args.seed, kind=args.data_set)
+    big = None
+    if args.data_set == "photos":
+        big = ensure_dataset(4 * args.images, seed=args.seed)
     for info in (data, big):
+        if info is None:
+            continue
         print(
             f"data: {info.images} images ({info.generated} drawn in {info.seconds:.0f} s), mean "
             f"{info.mean_bytes / 1000:.1f} KB, mean {info.mean_width:.0f}x{info.mean_height:.0f} px"
@@ -86,7 +106,9 @@ def _datasets(args: argparse.Namespace) -> tuple[DatasetInfo, DatasetInfo]:
     return data, big
 
 
-def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> dict[str, Any]:
+def run_rows(
+    args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo | None
+) -> dict[str, Any]:
     """Each row in its own subprocess; the 4x row reads one epoch, without warm-up."""
     cfg = RunConfig(
         manifest=str(data.manifest),
@@ -97,7 +119,7 @@ def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> d
         workers=args.workers,
         seed=args.seed,
     )
-    big_cfg = dataclasses.replace(
+    big_cfg = big and dataclasses.replace(
         cfg, manifest=str(big.manifest), images=big.images, runs=1, warmup=0
     )
     rounds: dict[str, list[dict[str, Any]]] = {}
@@ -108,10 +130,12 @@ def run_rows(args: argparse.Namespace, data: DatasetInfo, big: DatasetInfo) -> d
         for row in ROWS:
             if args.rows and row.key not in args.rows and row.key != "baseline":
                 continue
+            if args.data_set not in row.sets:
+                continue
             if row.kind in ("memory", "baseline") and round_number > 0:
                 continue  # memory figures do not drift: once is enough
             started = time.perf_counter()
-            row_cfg = big_cfg if row.kind == "memory" else cfg
+            row_cfg = big_cfg if row.kind == "memory" and big_cfg else cfg
             if row.key == "model_alone_paced":
                 row_cfg = dataclasses.replace(cfg, pace_ms=pace_ms)
             result = run_row(
@@ -146,7 +170,7 @@ def main(argv: list[str]) -> None:
             f"{platform.python_version()}",
         },
         "dataset": _describe(data),
-        "dataset_4x": _describe(big),
+        "dataset_4x": _describe(big) if big else None,
         "rows": rows,
         "targets": [t.to_dict() for t in evaluate(rows, cores, load=args.load)],
         "total_seconds": time.perf_counter() - started,

@@ -1,10 +1,17 @@
-"""The benchmark's data set: photo-like JPEGs in 10 class folders, plus CSV manifests.
+"""The benchmark's data sets: photo-like images in 10 class folders, plus CSV manifests.
 
 Image ``i`` is a pure function of ``(seed, i)``, so a data set of ``n`` images is the first ``n``
 of an endless series: the 4x data set reuses the default one's files, and files already on disk
 (under ``bench/data/``, git-ignored) are never drawn again. Each image is a smooth two-colour
 gradient with a low-frequency wave, a few shaded ellipses and rectangles, coarse texture and fine
-sensor-like noise, saved as a baseline JPEG at quality 90 (``~90 KB`` at ``~500x400``).
+sensor-like noise. Three kinds (``ensure_dataset(kind=...)``, ``./dev bench --set``):
+
+- ``photos`` (the default): baseline 4:2:0 JPEGs at quality 90, ``~90 KB`` at ``~500x400``.
+- ``large``: the same drawing at 2-4 megapixels (a phone or DSLR photo), baseline 4:2:0 JPEG at
+  quality 90, ``~1.5 MB``: where decoding at a reduced DCT scale pays.
+- ``mixed``: ``photos``-sized images in turn as a baseline 4:2:0 JPEG, a progressive JPEG, a
+  greyscale JPEG, a 4:4:4 JPEG, an RGB PNG and a CMYK JPEG (what real data sets hold besides
+  the common case).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["CLASSES", "DATA_DIR", "DatasetInfo", "ensure_dataset", "image_pixels"]
+__all__ = ["CLASSES", "DATA_DIR", "KINDS", "DatasetInfo", "ensure_dataset", "image_pixels"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CLASSES = 10
@@ -28,6 +35,18 @@ _VERSION = 1  # bump when the drawing changes: cached files of another version a
 _WIDTHS = (380, 640)
 _ASPECTS = (4 / 3, 3 / 2, 5 / 4, 16 / 10, 1.0, 3 / 4, 4 / 3, 3 / 2)
 _BANK = 1024
+_LARGE_MEGAPIXELS = (2.0, 4.0)
+_LARGE_ASPECTS = (4 / 3, 3 / 2, 3 / 4, 2 / 3, 16 / 9)
+# The mixed set's formats, image i taking _MIXED[i % 6]: (suffix, Pillow mode, save options).
+_MIXED: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("jpg", "RGB", {"quality": QUALITY}),
+    ("jpg", "RGB", {"quality": QUALITY, "progressive": True}),
+    ("jpg", "L", {"quality": QUALITY}),
+    ("jpg", "RGB", {"quality": QUALITY, "subsampling": 0}),
+    ("png", "RGB", {"compress_level": 6}),
+    ("jpg", "CMYK", {"quality": QUALITY}),
+)
+KINDS = ("photos", "large", "mixed")
 _FINE_SIGMA = 12.5
 _COARSE_SIGMA = 10.0
 
@@ -45,15 +64,22 @@ class DatasetInfo:
     seconds: float
 
 
-def image_pixels(seed: int, index: int) -> np.ndarray:
-    """The ``(H, W, 3)`` uint8 pixels of image ``index``.
+def image_pixels(seed: int, index: int, kind: str = "photos") -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 pixels of image ``index`` of a data set of ``kind``.
 
     Drawing happens on a planar ``(3, H, W)`` float32 canvas: numpy broadcasts a colour over a
     leading axis far faster than over a trailing axis of length 3.
     """
-    rng = np.random.default_rng([seed, index, _VERSION])
-    width = int(rng.integers(_WIDTHS[0], _WIDTHS[1] + 1))
-    height = round(width / _ASPECTS[int(rng.integers(len(_ASPECTS)))])
+    if kind == "large":
+        rng = np.random.default_rng([seed, index, _VERSION, 1])
+        aspect = _LARGE_ASPECTS[int(rng.integers(len(_LARGE_ASPECTS)))]
+        pixels = float(rng.uniform(*_LARGE_MEGAPIXELS)) * 1e6
+        width = round((pixels * aspect) ** 0.5)
+        height = round(width / aspect)
+    else:  # photos, and the mixed set's images (the same drawing, saved in other formats)
+        rng = np.random.default_rng([seed, index, _VERSION])
+        width = int(rng.integers(_WIDTHS[0], _WIDTHS[1] + 1))
+        height = round(width / _ASPECTS[int(rng.integers(len(_ASPECTS)))])
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
     x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
     canvas = _background(rng, x, y)
@@ -119,52 +145,78 @@ def _add_noise(rng: np.random.Generator, canvas: np.ndarray) -> None:
     """Add fine per-channel noise and a coarse grain shared by the channels."""
     height, width = canvas.shape[1:]
     fine, coarse = _noise_bank()
-    top, left, top2, left2 = (int(v) for v in rng.integers(0, _BANK - max(height, width), 4))
-    canvas += fine[:, top : top + height, left : left + width]
-    canvas += coarse[top2 : top2 + height, left2 : left2 + width]
+    if max(height, width) < _BANK:
+        top, left, top2, left2 = (int(v) for v in rng.integers(0, _BANK - max(height, width), 4))
+        canvas += fine[:, top : top + height, left : left + width]
+        canvas += coarse[top2 : top2 + height, left2 : left2 + width]
+        return
+    # Larger than the bank: tile it from random offsets (band by band, to bound the memory).
+    top, left, top2, left2 = (int(v) for v in rng.integers(0, _BANK, 4))
+    columns = (left + np.arange(width)) % _BANK
+    columns2 = (left2 + np.arange(width)) % _BANK
+    for start in range(0, height, 256):
+        rows = (top + np.arange(start, min(height, start + 256))) % _BANK
+        rows2 = (top2 + np.arange(start, min(height, start + 256))) % _BANK
+        band = canvas[:, start : start + len(rows)]
+        band += fine[:, rows][:, :, columns]
+        band += coarse[rows2][:, columns2]
 
 
-def _path(root: Path, index: int) -> Path:
-    return root / f"class_{index % CLASSES}" / f"{index:06d}.jpg"
+def _format(kind: str, index: int) -> tuple[str, str, dict[str, object]]:
+    """File suffix, Pillow mode and save options of image ``index``."""
+    return _MIXED[index % len(_MIXED)] if kind == "mixed" else _MIXED[0]
 
 
-def _write_range(root: str, seed: int, indices: list[int]) -> None:
+def _path(root: Path, index: int, kind: str = "photos") -> Path:
+    suffix = _format(kind, index)[0]
+    return root / f"class_{index % CLASSES}" / f"{index:06d}.{suffix}"
+
+
+def _write_range(root: str, seed: int, kind: str, indices: list[int]) -> None:
     """Draw and save the images ``indices`` (atomically: a temporary name, then a rename)."""
     for index in indices:
-        path = _path(Path(root), index)
+        path = _path(Path(root), index, kind)
+        suffix, mode, options = _format(kind, index)
         temp = path.with_suffix(".tmp")
-        Image.fromarray(image_pixels(seed, index)).save(temp, "JPEG", quality=QUALITY)
+        image = Image.fromarray(image_pixels(seed, index, kind)).convert(mode)
+        image.save(temp, "PNG" if suffix == "png" else "JPEG", **options)
         os.replace(temp, path)
 
 
-def ensure_dataset(images: int, *, seed: int = 0, workers: int | None = None) -> DatasetInfo:
-    """Make (or reuse) the first ``images`` images for ``seed`` and their manifest.
+def ensure_dataset(
+    images: int, *, seed: int = 0, kind: str = "photos", workers: int | None = None
+) -> DatasetInfo:
+    """Make (or reuse) the first ``images`` images of ``kind`` for ``seed`` and their manifest.
 
     Returns the manifest's path and the real mean file size and dimensions.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     start = time.perf_counter()
-    root = DATA_DIR / f"photos-v{_VERSION}-seed{seed}"
+    root = DATA_DIR / f"{kind}-v{_VERSION}-seed{seed}"
     for label in range(CLASSES):
         (root / f"class_{label}").mkdir(parents=True, exist_ok=True)
-    missing = [i for i in range(images) if not _path(root, i).exists()]
+    missing = [i for i in range(images) if not _path(root, i, kind).exists()]
     if missing:
         workers = workers or os.cpu_count() or 1
         chunks = [missing[k::workers] for k in range(workers)]
         with ProcessPoolExecutor(workers) as pool:
-            for future in [pool.submit(_write_range, str(root), seed, c) for c in chunks]:
+            for future in [pool.submit(_write_range, str(root), seed, kind, c) for c in chunks]:
                 future.result()
     manifest = root / f"manifest-{images}.csv"
-    rows = [f"{_path(root, i).relative_to(root).as_posix()},{i % CLASSES}" for i in range(images)]
+    rows = [
+        f"{_path(root, i, kind).relative_to(root).as_posix()},{i % CLASSES}" for i in range(images)
+    ]
     manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
-    return _describe(root, manifest, images, len(missing), time.perf_counter() - start)
+    return _describe(root, kind, manifest, images, len(missing), time.perf_counter() - start)
 
 
 def _describe(
-    root: Path, manifest: Path, images: int, generated: int, seconds: float
+    root: Path, kind: str, manifest: Path, images: int, generated: int, seconds: float
 ) -> DatasetInfo:
     sizes, widths, heights = [], [], []
     for index in range(images):
-        path = _path(root, index)
+        path = _path(root, index, kind)
         sizes.append(path.stat().st_size)
         if index < 500:  # dimensions from a sample: reading every header is slow on a cold cache
             with Image.open(path) as image:

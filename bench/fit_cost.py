@@ -16,9 +16,11 @@ the median of all timed epochs and the spread (min-max).
 cached batch, run flat out). A trainer fed at ~1,000 img/s idles ~55 ms between steps, and a step
 after an idle spell costs the host more CPU (cold caches, a clocked-down core, TensorFlow's
 threads woken again): ``model_paced`` is the same model held to ``--pace-ms`` per step, the
-baseline ``./dev bench``'s trainer-cost target (<= 2 ms) uses. ``threads`` lists where the CPU went
-by thread (``/proc/self/task``), e.g. ``main``, ``tf_data_private_threadpool``, zerofeed's I/O
-thread.
+baseline ``./dev bench``'s trainer-cost target (<= 2 ms) uses. ``pyds_paced`` and
+``numpy_function_paced`` time the two ways into ``fit`` alone (Keras' ``PyDataset`` bridge, and
+the ``tf.numpy_function`` one ``as_tf_dataset`` uses) on cached batches at the same pace.
+``threads`` lists where the CPU went by thread (``/proc/self/task``), e.g. ``main``,
+``tf_data_private_threadpool``, zerofeed's I/O thread.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ CASES: tuple[Case, ...] = (
     Case("feed_tfdata", "(b') FeedSequence.as_tf_dataset() through fit (tf.numpy_function)"),
     Case("feed_loop", "(c) FeedSequence, seq[i] loop (no model)", "loop"),
     Case("feed_loop_touch", "(c') seq[i] loop, reading every byte of x (np.sum)", "loop"),
+    Case("pyds_paced", "(d2) PyDataset cycling 16 cached batches, held to --pace-ms"),
+    Case("numpy_function_paced", "(d3) tf.numpy_function over 16 cached batches, paced"),
     Case("pyds_same", "(d) PyDataset returning one preallocated numpy batch"),
     Case("pyds_rotate", "(d') PyDataset cycling 16 preallocated numpy batches"),
     Case("pyds_fresh", "(e) PyDataset returning a fresh np.empty batch each time"),
@@ -145,11 +149,33 @@ class Meter:
 
 
 def _batch(seed: int = 0) -> tuple[Any, Any]:
+    """A random batch, 64-byte aligned as the feed's shared-memory slots are: TensorFlow wraps
+    such memory without a copy (numpy's own large arrays are 16-byte aligned, and copied)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (BATCH, *SHAPE), dtype=np.uint8)
+    size = BATCH * int(np.prod(SHAPE))
+    raw = np.empty(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    x = raw[start : start + size].reshape((BATCH, *SHAPE))
+    x[...] = rng.integers(0, 256, x.shape, dtype=np.uint8)
     return x, rng.integers(0, 10, BATCH).astype(np.int64)
+
+
+def _numpy_function_dataset(batches: list[tuple[Any, Any]], steps: int) -> Any:
+    """The bridge ``as_tf_dataset`` uses, over cached batches: ``tf.numpy_function`` per index."""
+    import tensorflow as tf
+
+    @tf.autograph.experimental.do_not_convert
+    def load(index: Any) -> Any:
+        x, y = tf.numpy_function(
+            lambda i: batches[int(i) % len(batches)], [index], (tf.uint8, tf.int64)
+        )
+        x.set_shape((None, *SHAPE))
+        y.set_shape((None,))
+        return x, y
+
+    return tf.data.Dataset.range(steps).map(load)
 
 
 def _pydataset(batches: list[tuple[Any, Any]], steps: int, *, fresh: bool = False, tensor=False):
@@ -281,8 +307,10 @@ def _fit_data(case: str, args: argparse.Namespace, steps: int):
         return ds.prefetch(2), None
     if case == "pyds_same":
         return _pydataset([_batch()], steps), None
-    if case == "pyds_rotate":
+    if case in ("pyds_rotate", "pyds_paced"):
         return _pydataset([_batch(k) for k in range(ROTATE)], steps), None
+    if case == "numpy_function_paced":
+        return _numpy_function_dataset([_batch(k) for k in range(ROTATE)], steps), None
     if case == "pyds_tensor":
         return _pydataset([_batch(k) for k in range(ROTATE)], steps, tensor=True), None
     if case == "pyds_fresh":
@@ -338,7 +366,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
 
         try:
             callbacks: list[keras.callbacks.Callback] = [Callback()]
-            if case == "model_paced":
+            if case.endswith("_paced"):
                 callbacks.insert(0, Pacer(args.pace_ms / 1000))
             model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks)
         finally:

@@ -73,6 +73,14 @@ def _target_line(target: Target) -> str:
     return f"- **{mark}** {target.name}: {target.measured} (target {target.required})"
 
 
+_SET_NAMES = {
+    "photos": "JPEGs",
+    "large": "large JPEGs (2-4 MP)",
+    "mixed": "images of mixed formats (baseline, progressive, greyscale, 4:4:4 and CMYK JPEGs, "
+    "PNGs)",
+}
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """The whole report as Markdown: context, the table, the physical limit and the targets."""
     rows, cfg, data = report["rows"], report["config"], report["dataset"]
@@ -81,9 +89,11 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# zerofeed benchmark",
         "",
-        f"{report['machine']['description']}; {cores} cores. Data: {data['images']} JPEGs, mean "
-        f"{data['mean_bytes'] / 1000:.1f} KB, mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px "
-        f"(4x set: {report['dataset_4x']['images']} images). Batch 64, 224x224 uint8; "
+        f"{report['machine']['description']}; {cores} cores. Data: {data['images']} "
+        f"{_SET_NAMES[cfg.get('data_set', 'photos')]}, mean {data['mean_bytes'] / 1000:.1f} KB, "
+        f"mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px"
+        + (f" (4x set: {report['dataset_4x']['images']} images)" if report["dataset_4x"] else "")
+        + ". Batch 64, 224x224 uint8; "
         f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; {_epochs(cfg)}. "
         f"Total {report['total_seconds'] / 60:.1f} min."
         + (
@@ -96,7 +106,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         _HEADER,
         "|---" * (_HEADER.count("|") - 1) + "|",
     ]
-    lines += [_table_row(r.key, rows) for r in ROWS if r.kind != "baseline"]
+    lines += [_table_row(r.key, rows) for r in ROWS if r.kind != "baseline" and r.key in rows]
     base = rows.get("baseline", {})
     lines += [
         "",

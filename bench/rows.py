@@ -30,6 +30,7 @@ class Row:
     runner: str  # "module:function"
     kwargs: dict[str, Any] = field(default_factory=dict)
     kind: str = "throughput"  # or "raw" (single core), "memory" (4x data), "baseline", "model"
+    sets: tuple[str, ...] = ("photos", "large", "mixed")  # the data sets (--set) it runs on
 
     def run(self, cfg: RunConfig) -> dict[str, object]:
         """Import the runner and call it (in the row's subprocess)."""
@@ -70,6 +71,16 @@ ROWS: tuple[Row, ...] = (
         "as tfdata_fused, plus the same trivial model's training step as zerofeed_fit",
         "bench.pipelines.tfdata:run_tfdata_fit",
         {"fused": True, "antialias": False},
+    ),
+    Row(
+        "tfdata_fused_scaled",
+        "tf.data decode_and_crop_jpeg, reduced DCT scale",
+        "not antialiased, fused, reduced scale",
+        _CROP + "; only the crop window is decoded, at the largest libjpeg scale (1/8, 1/4, "
+        "1/2) that keeps the crop at least 224 px (decode_and_crop_jpeg's ratio), as zerofeed",
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": True, "antialias": False, "scaled": True},
+        sets=("large",),
     ),
     Row(
         "model_alone",
@@ -138,6 +149,7 @@ ROWS: tuple[Row, ...] = (
         _CROP + "; full decode",
         "bench.pipelines.pil:run_pydataset",
         {"use_multiprocessing": True},
+        sets=("photos", "mixed"),
     ),
     Row(
         "pydataset_threads",
@@ -146,6 +158,7 @@ ROWS: tuple[Row, ...] = (
         _CROP + "; full decode",
         "bench.pipelines.pil:run_pydataset",
         {"use_multiprocessing": False},
+        sets=("photos", "mixed"),
     ),
     Row(
         "naive",
@@ -153,6 +166,7 @@ ROWS: tuple[Row, ...] = (
         _AA,
         _CROP + "; full decode",
         "bench.pipelines.pil:run_naive",
+        sets=("photos", "mixed"),
     ),
     *(
         Row(
@@ -162,6 +176,7 @@ ROWS: tuple[Row, ...] = (
             f"as the zerofeed row, the same images {how}",
             "bench.pipelines.storage:run_storage",
             {"where": where},
+            sets=("photos",),
         )
         for where, name, how in (
             ("shards", "tar shards", "packed by `zerofeed pack` in 64 MB tars on local disk"),
@@ -186,6 +201,7 @@ ROWS: tuple[Row, ...] = (
         "as the zerofeed row, one epoch of 4x the images (memory check)",
         "bench.pipelines.feed:run_feed_iterate",
         kind="memory",
+        sets=("photos",),
     ),
     Row(
         "baseline",

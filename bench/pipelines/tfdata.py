@@ -8,6 +8,7 @@ header for its shape, draws the crop window, and decodes only that window
 
 from __future__ import annotations
 
+import functools
 import time
 
 import tensorflow as tf
@@ -47,10 +48,48 @@ def _decode_and_crop(path: tf.Tensor) -> tf.Tensor:
     return tf.image.decode_and_crop_jpeg(data, window, channels=3)
 
 
-def build_dataset(cfg: RunConfig, *, fused: bool, antialias: bool) -> tf.data.Dataset:
-    """The pipeline: ``(uint8 [64, 224, 224, 3], int32 [64])`` batches."""
+_SCALES = (1, 2, 4, 8)  # libjpeg's scale-downs, as decode_and_crop_jpeg's ratio
+
+
+def _decode_and_crop_scaled(path: tf.Tensor) -> tf.Tensor:
+    """The crop window decoded at the largest scale-down that keeps it at least IMAGE_SIZE (what
+    zerofeed's producers do): ``ratio`` is an attribute, so one branch per scale."""
+    data = tf.io.read_file(path)
+    begin, size = _crop_window(tf.image.extract_jpeg_shape(data))
+    room = tf.minimum(size[0] // IMAGE_SIZE[0], size[1] // IMAGE_SIZE[1])
+    branch = tf.reduce_sum(tf.cast(tf.constant(_SCALES[1:]) <= room, tf.int32))
+
+    def decode(scale: int):
+        def run() -> tf.Tensor:
+            window = tf.stack([begin[0], begin[1], size[0], size[1]]) // scale
+            return tf.image.decode_and_crop_jpeg(data, window, channels=3, ratio=scale)
+
+        return run
+
+    return tf.switch_case(branch, [decode(scale) for scale in _SCALES])
+
+
+def _any_format(crop, path: tf.Tensor) -> tf.Tensor:
+    """``crop`` for JPEGs, a whole decode and a slice for other formats (the mixed set's PNGs)."""
+    data = tf.io.read_file(path)
+
+    def other() -> tf.Tensor:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        begin, size = _crop_window(tf.shape(image))
+        return tf.slice(image, begin, size)
+
+    return tf.cond(tf.io.is_jpeg(data), lambda: crop(path), other)
+
+
+def build_dataset(
+    cfg: RunConfig, *, fused: bool, antialias: bool, scaled: bool = False
+) -> tf.data.Dataset:
+    """The pipeline: ``(uint8 [64, 224, 224, 3], int32 [64])`` batches. A data set with files
+    other than JPEGs (the mixed set) has them decoded whole by ``tf.io.decode_image``."""
     paths, labels = read_manifest(cfg.manifest_path)
-    crop = _decode_and_crop if fused else _decode_then_crop
+    crop = _decode_and_crop_scaled if scaled else _decode_and_crop if fused else _decode_then_crop
+    if any(not p.lower().endswith((".jpg", ".jpeg")) for p in paths):
+        crop = functools.partial(_any_format, crop)
 
     def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.image.resize(crop(path), IMAGE_SIZE, antialias=antialias)
@@ -65,9 +104,11 @@ def build_dataset(cfg: RunConfig, *, fused: bool, antialias: bool) -> tf.data.Da
     )
 
 
-def run_tfdata(cfg: RunConfig, *, fused: bool, antialias: bool) -> dict[str, object]:
+def run_tfdata(
+    cfg: RunConfig, *, fused: bool, antialias: bool, scaled: bool = False
+) -> dict[str, object]:
     """Iterate the dataset (a new iterator each epoch) and time it."""
-    dataset = build_dataset(cfg, fused=fused, antialias=antialias)
+    dataset = build_dataset(cfg, fused=fused, antialias=antialias, scaled=scaled)
 
     def epoch() -> tuple[int, int, float]:
         images = batches = 0

@@ -23,18 +23,30 @@ from zerofeed.producer.geometry import scaled_size
 from zerofeed.producer.render import Renderer
 
 SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+# What the windowed decoders take: colour JPEGs of each subsampling, greyscale and CMYK ones.
+KINDS = {
+    **{name: (value, "RGB") for name, value in SUBSAMPLINGS.items()},
+    "grey": (2, "L"),
+    "cmyk": (2, "CMYK"),
+}
 
 
 def photo(
-    size: tuple[int, int], seed: int, *, subsampling: int = 2, progressive: bool = False
+    size: tuple[int, int],
+    seed: int,
+    *,
+    subsampling: int = 2,
+    progressive: bool = False,
+    mode: str = "RGB",
 ) -> bytes:
-    """A noisy, smooth picture as a JPEG (libjpeg's work looks like a real photo's)."""
+    """A noisy, smooth picture as a JPEG (libjpeg's work looks like a real photo's); ``mode``
+    ``"L"`` saves it greyscale (one component), ``"CMYK"`` as Adobe CMYK (four)."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
     image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
     noisy = np.asarray(image).astype(np.int16) + rng.integers(-20, 20, (size[1], size[0], 3))
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert(mode).save(
         buffer, "JPEG", quality=90, subsampling=subsampling, progressive=progressive
     )
     return buffer.getvalue()
@@ -52,26 +64,30 @@ def test_the_accelerators_are_built_here() -> None:
     assert resize._resample is not None, "build with a C compiler: see setup.py"
 
 
-@pytest.mark.parametrize("subsampling", sorted(SUBSAMPLINGS))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("progressive", [False, True])
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
 def test_windowed_decode_equals_every_full_decode(
-    subsampling: str, progressive: bool, scale: int, monkeypatch: pytest.MonkeyPatch
+    kind: str, progressive: bool, scale: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rng = np.random.default_rng([scale, progressive, SUBSAMPLINGS[subsampling]])
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng([scale, progressive, subsampling, len(mode)])
     for size in ((517, 333), (640, 480), (97, 61)):
         data = photo(
             size,
             int(rng.integers(1000)),
-            subsampling=SUBSAMPLINGS[subsampling],
+            subsampling=subsampling,
             progressive=progressive,
+            mode=mode,
         )
         image = decode.open_image(data)
         scaled = scaled_size(image.size, scale)
         windows = [(0, 0, *scaled)] + [random_window(scaled, rng) for _ in range(6)]
         with monkeypatch.context() as patch:
             patch.setattr(decode, "_jpegwindow", None)
-            via_simplejpeg = [decode.decode_jpeg_window(image, data, scale, w) for w in windows]
+            via_simplejpeg = [  # Pillow's for CMYK, which draws on a freshly opened image
+                decode.decode_jpeg_window(decode.open_image(data), data, scale, w) for w in windows
+            ]
             patch.setattr(decode, "_simplejpeg", None)
             via_pillow = [
                 decode.decode_jpeg_window(decode.open_image(data), data, scale, w) for w in windows
@@ -84,17 +100,18 @@ def test_windowed_decode_equals_every_full_decode(
             assert np.array_equal(fast[..., :3], slowest[..., :3]), (size, window)
 
 
-@pytest.mark.parametrize("subsampling", sorted(SUBSAMPLINGS))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("widest", [2, 1, 0], ids=["avx2", "sse4.1", "plain-c"])
 def test_decode_and_resize_in_one_pass_equals_the_two_steps(
-    subsampling: str, widest: int, monkeypatch: pytest.MonkeyPatch
+    kind: str, widest: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows resized as they are decoded give the pixels of Pillow resizing the decoded window."""
     assert decode._jpegwindow is not None
-    rng = np.random.default_rng([widest, SUBSAMPLINGS[subsampling]])
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng([widest, subsampling, len(mode)])
     cases = 0
     for size in ((517, 333), (640, 480), (97, 61)):
-        data = photo(size, int(rng.integers(1000)), subsampling=SUBSAMPLINGS[subsampling])
+        data = photo(size, int(rng.integers(1000)), subsampling=subsampling, mode=mode)
         image = decode.open_image(data)
         for scale in (1, 2, 8):
             scaled = scaled_size(image.size, scale)
@@ -131,8 +148,15 @@ def test_decode_and_resize_in_one_pass_equals_the_two_steps(
                 with monkeypatch.context() as patch:
                     patch.setattr(decode, "_jpegwindow", None)
                     patch.setattr(resize, "_resample", None)
-                    assert decode.decode_jpeg_window_resized(
-                        image, data, scale, window, box, stepwise, hflip=hflip, vflip=vflip
+                    assert decode.decode_jpeg_window_resized(  # a fresh image: Pillow drafts it
+                        decode.open_image(data),
+                        data,
+                        scale,
+                        window,
+                        box,
+                        stepwise,
+                        hflip=hflip,
+                        vflip=vflip,
                     )
                 assert np.array_equal(fused, stepwise), (size, scale, window, box, out_size)
                 cases += 1
@@ -148,7 +172,7 @@ def test_decode_and_resize_in_one_pass_reports_corrupt_data() -> None:
 
 
 def test_windowed_decode_declines_what_it_does_not_handle() -> None:
-    for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
+    for mode, fmt in (("RGB", "PNG"), ("LA", "PNG"), ("RGB", "WEBP")):
         buffer = io.BytesIO()
         Image.new(mode, (40, 30)).save(buffer, fmt)
         data = buffer.getvalue()
@@ -233,9 +257,18 @@ def test_rendered_batches_do_not_depend_on_the_accelerators(
         for i in range(9)
     ]
     paths.append(write_image(tmp_path / "gray.jpg", mode="L", size=(250, 180)))
+    paths.append(
+        write_image(tmp_path / "gray-6.jpg", mode="L", size=(260, 170), exif_orientation=6)
+    )
+    paths.append(write_image(tmp_path / "cmyk.jpg", mode="CMYK", size=(250, 180)))
+    paths.append(
+        write_image(tmp_path / "cmyk-3.jpg", mode="CMYK", size=(240, 190), exif_orientation=3)
+    )
     paths.append(write_image(tmp_path / "p.png", size=(250, 180)))
     paths.append(tmp_path / "big.jpg")
     paths[-1].write_bytes(photo((1800, 1300), 3))  # decoded at 1/4 for a 96 px output
+    paths.append(tmp_path / "big-gray.jpg")
+    paths[-1].write_bytes(photo((1800, 1300), 4, mode="L", progressive=True))
     spec = parse_augment(augment)
 
     def render_all() -> np.ndarray:
@@ -261,15 +294,18 @@ def test_a_truncated_jpeg_is_a_bad_sample_on_the_fast_path(tmp_path: pathlib.Pat
     assert caught.value.kind == "decode"
 
 
-def test_only_plain_colour_jpegs_skip_pillow(tmp_path: pathlib.Path) -> None:
+def test_only_plain_jpegs_skip_pillow(tmp_path: pathlib.Path) -> None:
     """Files whose header could change what Pillow reports (orientation, format, mode) are opened
-    by Pillow; plain colour JPEGs are sized by libjpeg alone."""
+    by Pillow; plain colour, greyscale and CMYK JPEGs are sized by libjpeg alone."""
     plain = write_image(tmp_path / "plain.jpg", size=(64, 48))
     assert decode.plain_jpeg_size(plain.read_bytes()) == (64, 48)
+    for mode, size in (("L", (50, 40)), ("CMYK", (30, 70))):
+        path = write_image(tmp_path / f"{mode}.jpg", mode=mode, size=size)
+        assert decode.plain_jpeg_size(path.read_bytes()) == size, mode
     others = [
         write_image(tmp_path / "exif.jpg", exif_orientation=1),
-        write_image(tmp_path / "gray.jpg", mode="L"),
-        write_image(tmp_path / "cmyk.jpg", mode="CMYK"),
+        write_image(tmp_path / "grey-exif.jpg", mode="L", exif_orientation=1),
+        write_image(tmp_path / "cmyk-exif.jpg", mode="CMYK", exif_orientation=1),
         write_image(tmp_path / "p.png"),
     ]
     for path in others:

@@ -9,8 +9,9 @@
  * in tests); two extra columns each side keep the chroma upsampling context of a full decode.
  *
  * plain_jpeg_size(data) -> (width, height) | None
- *   the size of a colour JPEG whose header needs nothing from Pillow (no EXIF/XMP orientation,
- *   not a multi-picture file), so a producer can crop and decode it without opening it in Pillow
+ *   the size of a colour, greyscale or CMYK JPEG whose header needs nothing from Pillow (no
+ *   EXIF/XMP orientation, not a multi-picture file), so a producer can crop and decode it without
+ *   opening it in Pillow
  *
  * decode_window(data, scale_num, x0, y0, width, height, out) -> None
  *   data:      the JPEG file (any buffer)
@@ -64,6 +65,20 @@ static void use_errors(struct jpeg_decompress_struct *cinfo, window_error_mgr *e
     err->pub.emit_message = on_emit_message;
 }
 
+/* Adobe CMYK (or YCCK) samples, as libjpeg gives them, to RGBX in place, as Pillow does: it
+ * reads a 4-component JPEG as inverted CMYK ("CMYK;I") and its convert("RGB") gives each channel
+ * nk - MULDIV255(c, nk) with nk = 255 - k, for c and k the un-inverted values. */
+static void cmyk_to_rgbx(unsigned char *pixels, JDIMENSION count) {
+    for (JDIMENSION i = 0; i < count; i++, pixels += 4) {
+        int nk = pixels[3]; /* 255 - (255 - stored k) */
+        for (int channel = 0; channel < 3; channel++) {
+            int product = (255 - pixels[channel]) * nk + 128;
+            pixels[channel] = (unsigned char)(nk - (((product >> 8) + product) >> 8));
+        }
+        pixels[3] = 255;
+    }
+}
+
 /* Receives the decoded rows of a window, one at a time: `pixels` is the window's part of row
  * `index` (counted from the window's first row), width x 4 bytes of RGBX. */
 typedef void (*row_sink)(void *sink, JDIMENSION index, const unsigned char *pixels);
@@ -86,7 +101,8 @@ static int decode_rows(const unsigned char *data, size_t size, int scale_num, JD
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
-    cinfo.out_color_space = JCS_EXT_RGBX;
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_EXT_RGBX; /* both 4 bytes a pixel */
     cinfo.scale_num = (unsigned int)scale_num;
     cinfo.scale_denom = 8;
     cinfo.dct_method = JDCT_ISLOW;
@@ -135,6 +151,7 @@ static int decode_rows(const unsigned char *data, size_t size, int scale_num, JD
             jpeg_destroy_decompress(&cinfo);
             return -1;
         }
+        if (cmyk) cmyk_to_rgbx(row + offset, width);
         sink(sink_state, first + y, row + offset);
     }
     free(row);
@@ -157,8 +174,10 @@ static void resample_row(void *state, JDIMENSION index, const unsigned char *pix
     resampler_feed(state, (int)index, pixels);
 }
 
-/* Width and height of a colour JPEG that needs nothing from Pillow, else None: three
- * components, and no APP1 (EXIF or XMP: orientation) or APP2 (MPO) marker. */
+/* Width and height of a JPEG that needs nothing from Pillow, else None: three components, one
+ * greyscale component (libjpeg-turbo expands it to RGBX as Pillow's convert("RGB") does: the same
+ * value in each channel) or four CMYK/YCCK ones (cmyk_to_rgbx), and no APP1 (EXIF or XMP:
+ * orientation) or APP2 (MPO) marker. */
 static int plain_size(const unsigned char *data, size_t size, JDIMENSION *width,
                       JDIMENSION *height) {
     struct jpeg_decompress_struct cinfo;
@@ -172,7 +191,11 @@ static int plain_size(const unsigned char *data, size_t size, JDIMENSION *width,
     jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 1); /* one byte kept: enough to see it is there */
     jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 1);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
-    int plain = jpeg_read_header(&cinfo, TRUE) == JPEG_HEADER_OK && cinfo.num_components == 3 &&
+    int plain = jpeg_read_header(&cinfo, TRUE) == JPEG_HEADER_OK &&
+                (cinfo.num_components == 3 ||
+                 (cinfo.num_components == 1 && cinfo.jpeg_color_space == JCS_GRAYSCALE) ||
+                 (cinfo.num_components == 4 && (cinfo.jpeg_color_space == JCS_CMYK ||
+                                                cinfo.jpeg_color_space == JCS_YCCK))) &&
                 cinfo.marker_list == NULL && !err.warned;
     *width = cinfo.image_width;
     *height = cinfo.image_height;
@@ -271,8 +294,8 @@ static PyObject *decode_resized(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"plain_jpeg_size", plain_jpeg_size, METH_VARARGS,
-     "plain_jpeg_size(data): (width, height) of a 3-component JPEG without APP1/APP2 markers, "
-     "else None."},
+     "plain_jpeg_size(data): (width, height) of a colour, greyscale or CMYK JPEG without "
+     "APP1/APP2 markers, else None."},
     {"decode_window", decode_window, METH_VARARGS,
      "decode_window(data, scale_num, x0, y0, width, height, out): decode a window of a JPEG at "
      "scale_num/8 into out (height x width x 4 bytes, RGBX)."},

@@ -8,7 +8,8 @@ a full decode:
 3. :func:`draft` asks libjpeg for a reduced-scale decode (1/2, 1/4, 1/8) that is still large enough;
 4. :func:`load_rgb` decodes the first frame and converts any mode to 8-bit RGB;
 5. :func:`orient` turns a decoded image upright (:mod:`~zerofeed.producer.geometry` maps boxes);
-6. :func:`decode_jpeg_window` decodes only a window of a colour JPEG, at reduced scale, as RGBX;
+6. :func:`decode_jpeg_window` decodes only a window of a colour, greyscale or CMYK JPEG, at
+   reduced scale, as RGBX;
    :func:`decode_jpeg_window_resized` also resizes it into a caller's buffer, in one pass.
 
 :func:`decode_rgb` chains them for callers that want the whole upright image.
@@ -63,6 +64,7 @@ _TRANSPOSES: tuple[Image.Transpose | None, ...] = (
     Image.Transpose.ROTATE_90,
 )
 _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+_WINDOWABLE_MODES = ("RGB", "L", "CMYK")  # JPEG modes the windowed decoders take
 
 
 def open_image(source: pathlib.Path | bytes) -> Image.Image:
@@ -83,7 +85,8 @@ def open_image(source: pathlib.Path | bytes) -> Image.Image:
 
 
 def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` of a colour JPEG that needs nothing from Pillow, without Pillow.
+    """``(width, height)`` of a colour, greyscale or CMYK JPEG that needs nothing from Pillow,
+    without Pillow.
 
     That is: zerofeed's C accelerator is built, and the file is a 3-component JPEG with no APP1
     (EXIF or XMP, so orientation 1) and no APP2 (so not a multi-picture file) marker, which
@@ -160,12 +163,13 @@ def _draft_at(image: Image.Image, scale: int) -> float:
 def decode_jpeg_window(
     image: Image.Image | None, data: bytes, scale: int, window: Window
 ) -> np.ndarray | None:
-    """Decode the ``(left, top, right, bottom)`` window of a colour JPEG decoded at ``1 / scale``.
+    """Decode the ``(left, top, right, bottom)`` window of a JPEG decoded at ``1 / scale``.
 
     ``window`` is in pixels of the scaled image (:func:`scaled_size`). ``image`` is the file
     opened by :func:`open_image`, or None for one that :func:`plain_jpeg_size` accepted. Returns
     a C-contiguous ``(height, width, 4)`` uint8 RGBX array, or None when this is not a colour
-    (YCbCr or RGB) JPEG: the caller then decodes with Pillow.
+    (YCbCr or RGB), greyscale or CMYK JPEG (:func:`to_rgb`'s pixels either way): the caller then
+    decodes with Pillow.
 
     The fastest decoder available does it, and all three give the same pixels (tests check it):
     zerofeed's C accelerator decodes only the window (rows after it are never read, columns
@@ -176,7 +180,7 @@ def decode_jpeg_window(
         OSError: corrupt or truncated data. The C accelerator never reads past the window, so it
             does not notice damage there that the others report.
     """
-    if not _is_colour_jpeg(image):
+    if not _is_windowable_jpeg(image):
         return None
     left, top, right, bottom = window
     if _jpegwindow is not None:
@@ -210,12 +214,13 @@ def decode_jpeg_window_resized(
     The same pixels either way; with zerofeed's C accelerator it is one pass: each row of the
     window goes through the horizontal resize as soon as it is decoded, so the window is never
     stored, and rows the resize does not read are not decoded. Returns False, having written
-    nothing, when this is not a colour JPEG (as :func:`decode_jpeg_window` returns None).
+    nothing, when this is not a colour, greyscale or CMYK JPEG (as :func:`decode_jpeg_window`
+    returns None).
 
     Raises:
         OSError: corrupt or truncated data, as :func:`decode_jpeg_window`.
     """
-    if not _is_colour_jpeg(image):
+    if not _is_windowable_jpeg(image):
         return False
     if _jpegwindow is None:
         pixels = decode_jpeg_window(image, data, scale, window)
@@ -245,14 +250,16 @@ def decode_jpeg_window_resized(
     return True
 
 
-def _is_colour_jpeg(image: Image.Image | None) -> bool:
-    """Whether the windowed decoders can take it: None stands for a :func:`plain_jpeg_size` one."""
-    return image is None or (image.format == "JPEG" and image.mode == "RGB")
+def _is_windowable_jpeg(image: Image.Image | None) -> bool:
+    """Whether the windowed decoders can take it: None stands for a :func:`plain_jpeg_size` one.
+    Each comes out as the RGBX of Pillow's ``convert("RGB")``: a greyscale JPEG with the grey in
+    each channel, a CMYK one by Pillow's CMYK-to-RGB arithmetic."""
+    return image is None or (image.format == "JPEG" and image.mode in _WINDOWABLE_MODES)
 
 
 def _decode_scaled_rgbx(image: Image.Image, data: bytes, scale: int) -> np.ndarray:
     size = scaled_size(image.size, scale)
-    if _simplejpeg is not None:
+    if _simplejpeg is not None and image.mode != "CMYK":  # TurboJPEG has no CMYK to RGB
         try:
             pixels: np.ndarray = _simplejpeg.decode_jpeg(
                 data, colorspace="RGBX", min_factor=scale, min_width=size[0], min_height=size[1]

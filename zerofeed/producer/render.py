@@ -5,10 +5,10 @@ sample's ``numpy.random.Generator`` in this order and only for enabled transform
 and generator state give byte-identical pixels on any machine:
 
 1. geometry: a random resized crop box (torchvision's algorithm, on the upright image) or the whole
-   image. A colour JPEG is decoded only in a window around the box, at the smallest libjpeg scale
-   that keeps the box at least the output size, and the window is resized with Pillow's
-   antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images are decoded
-   by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored (not yet
+   image. A colour, greyscale or CMYK JPEG is decoded only in a window around the box, at the
+   smallest libjpeg scale that keeps the box at least the output size, and the window is resized
+   with Pillow's antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images are
+   decoded by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored (not yet
    upright) pixels; only the small result is transposed;
 2. rotation about the centre, bilinear, same size, black fill;
 3. brightness, 4. contrast, 5. saturation (``PIL.ImageEnhance``), factor in ``[1 - x, 1 + x]``;
@@ -215,7 +215,7 @@ class Renderer:
     ) -> Image.Image | None:
         """Crop and resize; with ``out``, also draw the flips and write the sample there."""
         size = decode.plain_jpeg_size(data)
-        if size is not None:  # a plain colour JPEG: no need to open it in Pillow
+        if size is not None:  # a plain JPEG: no need to open it in Pillow
             return self._crop_resize_image(data, None, size, 1, rng, out)
         with decode.open_image(data) as image:
             orientation = decode.exif_orientation(image)
@@ -249,9 +249,9 @@ class Renderer:
             if target is out:
                 return None
             resized = Image.fromarray(target)
-        elif image is None:  # pragma: no cover - plain_jpeg_size accepts colour JPEGs only
+        elif image is None:  # pragma: no cover - plain_jpeg_size accepts only what it decodes
             raise ValueError("a plain JPEG the accelerator could not decode")
-        else:  # not a colour JPEG: Pillow decodes and resizes
+        else:  # not a JPEG the accelerator takes (PNG, WebP, ...): Pillow decodes and resizes
             resized = _pillow_crop_resize(image, box, (width, height), size)
         upright = decode.orient(resized, orientation)
         if out is None:

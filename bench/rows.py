@@ -143,6 +143,14 @@ ROWS: tuple[Row, ...] = (
         {"antialias": False},
     ),
     Row(
+        "spdl",
+        "Meta SPDL, FFmpeg decode + filter graph",
+        "antialiased (swscale bilinear), full decode",
+        _CROP + "; FFmpeg decodes the whole image, crop/scale/hflip in its filter graph; SPDL's "
+        "pipeline, one thread per core",
+        "bench.pipelines.spdl_pipeline:run_spdl",
+    ),
+    Row(
         "pydataset_mp",
         "PyDataset (PIL), use_multiprocessing=True",
         _AA,

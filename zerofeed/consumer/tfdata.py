@@ -21,7 +21,7 @@ def epoch_dataset(sequence: FeedSequence) -> Any:
     element is ``tf.numpy_function`` over the batch index, which hands TensorFlow the batch's
     memory without a copy; ``Dataset.from_generator`` would too, but its per-batch Python (with
     an ``output_signature``: structure checks, spec comparisons, an eager function call) cost the
-    training process about 1.2 ms more a batch (``docs/performance.md``).
+    training process 0.5 to 1.2 ms more a batch (``docs/performance.md``).
     """
     import tensorflow as tf
 

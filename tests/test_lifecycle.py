@@ -97,11 +97,17 @@ def test_forgotten_feed_is_cleaned_up_at_interpreter_exit(id_dataset: Path) -> N
     assert not folder.exists()
 
 
-def test_local_producers_are_spawned_in_their_own_session(id_dataset: Path) -> None:
+def test_local_producers_run_in_their_own_process_group_of_the_trainers_session(
+    id_dataset: Path,
+) -> None:
+    """Their own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches only
+    the trainer, which stops them. The trainer's session: where the kernel shares CPU between
+    sessions (autogroup), they compete for cores as the trainer's own threads do."""
     with FeedSequence(id_dataset, batch_size=10, image_size=ID_SIZE, local_producers=1) as feed:
         feed[0]
         for child in descendants():
-            assert os.getsid(child.pid) != os.getsid(0)
+            assert os.getpgid(child.pid) != os.getpgid(0)
+            assert os.getsid(child.pid) == os.getsid(0)
             command = " ".join(child.cmdline())
             # A fresh interpreter each: the supervisor, and workers started by spawn, not fork.
             assert any(

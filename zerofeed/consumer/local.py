@@ -1,7 +1,11 @@
 """Producers that a :class:`~zerofeed.consumer.FeedSequence` starts and owns on this machine.
 
 They run as one ``python -m zerofeed.producer`` process (a supervisor with N spawned workers) in its
-own session, so a Ctrl-C in the terminal reaches only the trainer, which then stops them. They also
+own process group, so a Ctrl-C in the terminal reaches only the trainer, which then stops them. The
+group stays in the trainer's session: where the kernel shares CPU between sessions (Linux's
+autogroup, on by default on Debian), the producers then compete for cores as the trainer's own
+threads do, not as a session of their own (which got them one core of two against a busy loop in
+the trainer's session). They also
 stop by themselves when the trainer dies: their standard input is a pipe from the trainer, and its
 end of file means "the parent is gone".
 
@@ -61,7 +65,7 @@ class LocalProducers:
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_child_environment(),
-            start_new_session=True,
+            process_group=0,
         )
         self.pid = self._process.pid
         self._reader = threading.Thread(

@@ -88,9 +88,10 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     """``(width, height)`` of a colour, greyscale or CMYK JPEG that needs nothing from Pillow,
     without Pillow.
 
-    That is: zerofeed's C accelerator is built, and the file is a 3-component JPEG with no APP1
-    (EXIF or XMP, so orientation 1) and no APP2 (so not a multi-picture file) marker, which
-    Pillow would open as an upright ``RGB`` ``JPEG``. None otherwise (then :func:`open_image`).
+    That is: zerofeed's C accelerator is built, and the file is a JPEG of 3 components, 1
+    greyscale one or 4 CMYK/YCCK ones, with no APP1 (EXIF or XMP, so orientation 1) and no APP2
+    (so not a multi-picture file) marker, which Pillow would open as an upright ``RGB``, ``L`` or
+    ``CMYK`` ``JPEG``. None otherwise (then :func:`open_image`).
 
     Raises:
         PIL.Image.DecompressionBombError: as :func:`open_image`.

@@ -7,9 +7,9 @@ and generator state give byte-identical pixels on any machine:
 1. geometry: a random resized crop box (torchvision's algorithm, on the upright image) or the whole
    image. A colour, greyscale or CMYK JPEG is decoded only in a window around the box, at the
    smallest libjpeg scale that keeps the box at least the output size, and the window is resized
-   with Pillow's antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images are
-   decoded by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored (not yet
-   upright) pixels; only the small result is transposed;
+   with Pillow's antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images
+   are decoded by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored
+   (not yet upright) pixels; only the small result is transposed;
 2. rotation about the centre, bilinear, same size, black fill;
 3. brightness, 4. contrast, 5. saturation (``PIL.ImageEnhance``), factor in ``[1 - x, 1 + x]``;
 6. custom transforms from plugins, in the spec's order;

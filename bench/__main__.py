@@ -51,7 +51,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "drift of the machine's speed then weighs on every row alike (default 3)",
     )
     parser.add_argument(
-        "--producers", type=int, default=cores, help=f"zerofeed local producers (default {cores})"
+        "--producers",
+        type=_producers,
+        default="auto",
+        help=f'zerofeed local producers: a number, or "auto" (the default: {cores}, one per core, '
+        f"and up to {2 * cores} while each added one raises images/s, as FeedSequence's default)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed epochs before the timed ones, in every row (default 1; the under-load "
+        "figures use 3, for every row alike: pipelines that tune themselves settle first)",
     )
     parser.add_argument(
         "--workers", type=int, default=cores, help=f"PyDataset workers (default {cores})"
@@ -80,6 +91,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.runs < 1 or args.rounds < 1:
         parser.error("--runs and --rounds must be at least 1")
     return args
+
+
+def _producers(value: str) -> int | str:
+    """``--producers``: "auto" or a whole number >= 1."""
+    if value == "auto":
+        return value
+    count = int(value)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f'need "auto" or a number >= 1, got {value!r}')
+    return count
 
 
 def _describe(info: DatasetInfo) -> dict[str, Any]:
@@ -114,7 +135,7 @@ def run_rows(
         manifest=str(data.manifest),
         images=data.images,
         runs=args.runs,
-        warmup=1,
+        warmup=args.warmup,
         producers=args.producers,
         workers=args.workers,
         seed=args.seed,
@@ -163,7 +184,7 @@ def main(argv: list[str]) -> None:
     rows = run_rows(args, data, big)
     cores = machine_cores()
     report = {
-        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"warmup": 1},
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
         "machine": {
             "cores": cores,
             "description": f"{platform.processor() or platform.machine()}, Python "

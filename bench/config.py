@@ -44,7 +44,7 @@ class RunConfig:
     images: int
     runs: int
     warmup: int
-    producers: int
+    producers: int | str  # a count, or "auto" (FeedSequence's local_producers)
     workers: int
     seed: int = 0
     pace_ms: float = 0.0

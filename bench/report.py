@@ -94,7 +94,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"mean {data['mean_width']:.0f}x{data['mean_height']:.0f} px"
         + (f" (4x set: {report['dataset_4x']['images']} images)" if report["dataset_4x"] else "")
         + ". Batch 64, 224x224 uint8; "
-        f"{cfg['producers']} zerofeed producers, {cfg['workers']} PyDataset workers; {_epochs(cfg)}. "
+        f"{_producers(cfg['producers'], cores)}, {cfg['workers']} PyDataset workers; "
+        f"{_epochs(cfg)}. "
         f"Total {report['total_seconds'] / 60:.1f} min."
         + (
             f" **Under load:** {cfg['load']} busy-loop process(es) competed for the cores "
@@ -231,11 +232,20 @@ def write_outputs(report: Mapping[str, Any], folder: Path) -> str:
     return text
 
 
+def _producers(producers: int | str, cores: int) -> str:
+    if producers == "auto":
+        return (
+            f"zerofeed producers auto ({cores}, up to {2 * cores} while each added one raises "
+            "images/s)"
+        )
+    return f"{producers} zerofeed producers"
+
+
 def _epochs(cfg: dict[str, Any]) -> str:
     rounds, runs, warmup = int(cfg.get("rounds", 1)), int(cfg["runs"]), int(cfg["warmup"])
     if rounds == 1:
-        return f"median of {runs} timed epoch(s) after {warmup} warm-up epoch"
+        return f"median of {runs} timed epoch(s) after {warmup} warm-up epoch(s)"
     return (
         f"median of {runs * rounds} timed epochs: {rounds} rounds, each running every row in turn "
-        f"in a fresh process ({warmup} warm-up epoch, then {runs} timed)"
+        f"in a fresh process ({warmup} warm-up epoch(s), then {runs} timed)"
     )

@@ -223,6 +223,7 @@ def test_the_command_line_a_feed_writes_parses_back_into_the_same_config(tmp_pat
     config = ProducerConfig(
         endpoints=("tcp://t0:5555",),
         workers=3,
+        max_workers=5,
         data_root=tmp_path,
         plugins=("tests.plugin_example", "tests.plugin_slow"),
         prefetch=5,

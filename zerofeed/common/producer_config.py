@@ -35,6 +35,10 @@ class ProducerConfig:
         endpoints: the consumers' ZeroMQ endpoints, e.g. ``("tcp://trainer:5555",)``; one per
             trainer rank when several share this producer (each worker connects to all of them).
         workers: worker processes, each with its own connections.
+        max_workers: grow to this many workers, one at a time, while each added one raises the
+            images made per second (on a machine where other jobs hold cores, one more worker
+            than cores gets a fairer share of them; see :mod:`zerofeed.producer.sizing`);
+            0 keeps ``workers``.
         data_root: folder that relative sample paths resolve against; when set, paths that resolve
             outside it are refused.
         plugins: modules that define custom transforms (``ZEROFEED_TRANSFORMS``).
@@ -73,6 +77,7 @@ class ProducerConfig:
 
     endpoints: tuple[str, ...]
     workers: int = 1
+    max_workers: int = 0
     data_root: Path | None = None
     plugins: tuple[str, ...] = ()
     prefetch: int = 2
@@ -114,6 +119,11 @@ class ProducerConfig:
         for name, low in (("workers", 1), ("prefetch", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.max_workers and self.max_workers < self.workers:
+            raise ConfigError(
+                f"max_workers ({self.max_workers}) must be 0 (no growing) or at least workers "
+                f"({self.workers})"
+            )
         if self.heartbeat_interval <= 0 or self.reconnect_after <= self.heartbeat_interval:
             raise ConfigError(
                 "heartbeat_interval must be positive and reconnect_after larger than it, got "

@@ -682,6 +682,8 @@ def _local_producer_config(
     return ProducerConfig(
         endpoints=(endpoint,),
         workers=workers,
+        # "auto": as many as CPUs, then more while that raises throughput (other jobs hold cores)
+        max_workers=2 * workers if serving.local_producers == "auto" else 0,
         data_root=data_root,
         allow=allow,
         cache_dir=None if serving.cache_dir is None else Path(serving.cache_dir).resolve(),

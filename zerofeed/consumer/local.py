@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from zerofeed.common.cores import usable_cores
 from zerofeed.common.producer_config import ProducerConfig
 
 __all__ = ["LocalProducers", "default_worker_count"]
@@ -40,10 +41,7 @@ _TAIL_LINES = 12
 
 def default_worker_count() -> int:
     """Worker processes for ``local_producers="auto"``: one per CPU this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class LocalProducers:

@@ -82,8 +82,9 @@ class FeedSequence(keras.utils.PyDataset):
         bind: where producers connect, e.g. ``"tcp://0.0.0.0:5555"``; ``None`` is a private ipc
             endpoint for local producers only. Port 0 or ``*`` picks a free port (see
             :attr:`endpoint`).
-        local_producers: worker processes started and owned here; ``"auto"``: one per CPU;
-            ``0``: remote producers only.
+        local_producers: worker processes started and owned here; ``"auto"``: one per CPU,
+            and up to two per CPU while each added one raises images/s (when other jobs hold
+            cores; :mod:`zerofeed.producer.sizing`); ``0``: remote producers only.
         max_queue_size: batches in flight plus ready; bounds memory here and in producers.
         on_error: ``"raise"`` stops at a bad sample with an error naming it; ``"skip"`` drops it
             from its batch and lists it in :attr:`stats`.

@@ -103,38 +103,55 @@ static void row_plain(const uint8_t *line, const coeffs *c, int out_w, uint8_t *
     }
 }
 
-/* Coefficients laid out for row_avx2: every output has the same even number of taps (zero
- * weights pad the short ones, which changes no sum) starting within the row, and each weight is
- * repeated for the four channels of its pixel, so a tap pair is one load and one multiply. */
+/* Coefficients laid out for row_avx2, which multiplies 16-bit pixels by 16-bit weights
+ * (vpmaddwd: twice the products per instruction of a 32-bit multiply). A 22-bit weight k does
+ * not fit 16 bits, so it is split exactly: k = hi * 2048 + lo, with lo = k & 2047, and the pass
+ * sums p * hi and p * lo apart, then adds (sum_hi << 11) + sum_lo: the same integer as Pillow's
+ * sum of p * k. Every output has the same number of taps, a multiple of four (zero weights pad
+ * the short ones, which changes no sum), starting within the row. Per output and group of four
+ * taps, 32 weights: hi then lo, each 16 int16 in the order the pixels are shuffled into (taps
+ * 0 and 1 interleaved per channel in the lower 128 bits, taps 2 and 3 in the upper). */
 typedef struct {
     int taps;
-    int *start;    /* per output: the first input pixel its taps read */
-    int32_t *wide; /* per output: taps x 4 weights, 32-byte aligned */
+    int *start;   /* per output: the first input pixel its taps read */
+    int16_t *w;   /* per output: taps / 4 groups of 32 weights, 32-byte aligned */
 } padded_coeffs;
+
+#define PADDED_GROUP 32 /* int16 weights per group of four taps: 16 hi, 16 lo */
 
 static void free_padded(padded_coeffs *p) {
     free(p->start);
-    free(p->wide);
+    free(p->w);
 }
 
-/* 0, or -1 when the row is narrower than the taps (then the caller takes another path). */
+/* 0, or -1 when the row is narrower than the taps or a weight does not split into two int16
+ * (never for the bilinear filter's 0..2^22) or out of memory (then the caller takes another
+ * path). */
 static int pad_coeffs(const coeffs *c, int in_size, int out_size, padded_coeffs *p) {
     int most = 1;
     for (int xx = 0; xx < out_size; xx++)
         if (c->bounds[xx * 2 + 1] > most) most = c->bounds[xx * 2 + 1];
-    p->taps = (most + 1) & ~1;
+    p->taps = (most + 3) & ~3;
     if (p->taps > in_size) return -1;
-    size_t weights = (size_t)out_size * p->taps * 4;
+    size_t weights = (size_t)out_size * (size_t)(p->taps / 4) * PADDED_GROUP;
     p->start = malloc(sizeof(int) * (size_t)out_size);
-    p->wide = aligned_alloc(32, sizeof(int32_t) * weights); /* taps even: a multiple of 32 */
-    if (!p->start || !p->wide) return -1;
-    memset(p->wide, 0, sizeof(int32_t) * weights);
+    p->w = aligned_alloc(32, sizeof(int16_t) * weights); /* a multiple of 32 bytes */
+    if (!p->start || !p->w) return -1;
+    memset(p->w, 0, sizeof(int16_t) * weights);
     for (int xx = 0; xx < out_size; xx++) {
         int first = c->bounds[xx * 2], count = c->bounds[xx * 2 + 1];
         int start = first + p->taps > in_size ? in_size - p->taps : first;
-        int32_t *w = p->wide + (size_t)xx * p->taps * 4;
-        for (int x = 0; x < count; x++)
-            for (int ch = 0; ch < 4; ch++) w[(first - start + x) * 4 + ch] = c->kk[xx * c->ksize + x];
+        int16_t *w = p->w + (size_t)xx * (size_t)(p->taps / 4) * PADDED_GROUP;
+        for (int x = 0; x < count; x++) {
+            int32_t k = c->kk[xx * c->ksize + x];
+            if (k < -(1 << 26) || k >= (1 << 26)) return -1;
+            int tap = first - start + x, group = tap / 4, half = (tap % 4) / 2, odd = tap % 2;
+            for (int ch = 0; ch < 4; ch++) {
+                int16_t *at = w + group * PADDED_GROUP + half * 8 + ch * 2 + odd;
+                at[0] = (int16_t)(k >> 11);
+                at[16] = (int16_t)(k & 2047);
+            }
+        }
         p->start[xx] = start;
     }
     return 0;
@@ -170,36 +187,52 @@ __attribute__((target("sse4.1"))) static void row_sse41(const uint8_t *line, con
     }
 }
 
-/* The four channel sums of one output of the horizontal pass, rounded and >> 22: taps x and
- * x + 1 in one AVX2 register, then the two halves added. */
+/* The four channel sums of one output of the horizontal pass, not yet rounded: per group of
+ * four taps, the 16 pixel bytes go to both 128-bit halves, one shuffle widens them to int16
+ * with taps 0/1 (lower half) and 2/3 (upper half) interleaved per channel, and two vpmaddwd
+ * add p * hi and p * lo. The result's halves still have to be added together. */
 #define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
-AVX2_INLINE __m128i padded_sum(const uint8_t *p, const int32_t *w, int taps) {
-    __m256i acc = _mm256_setzero_si256();
-    for (int x = 0; x < taps; x += 2) {
-        __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + x * 4)));
-        __m256i weights = _mm256_load_si256((const __m256i *)(w + x * 4));
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(wide, weights));
+AVX2_INLINE __m256i padded_sum(const uint8_t *p, const int16_t *w, int taps) {
+    const __m256i interleave =
+        _mm256_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1, 8, -1, 12, -1, 9,
+                         -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1);
+    __m256i hi = _mm256_setzero_si256(), lo = hi;
+    for (int group = 0; group < taps / 4; group++) {
+        __m128i pixels = _mm_loadu_si128((const __m128i *)(p + group * 16));
+        __m256i words = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(pixels), interleave);
+        const int16_t *weights = w + group * PADDED_GROUP;
+        hi = _mm256_add_epi32(
+            hi, _mm256_madd_epi16(words, _mm256_load_si256((const __m256i *)weights)));
+        lo = _mm256_add_epi32(
+            lo, _mm256_madd_epi16(words, _mm256_load_si256((const __m256i *)(weights + 16))));
     }
-    __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    return _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(HALF)), PRECISION_BITS);
+    return _mm256_add_epi32(_mm256_slli_epi32(hi, 11), lo);
 }
 
-/* One row of the horizontal pass with padded coefficients, two outputs at a time (saturated
- * together, one 8-byte store). Inlined with a constant `taps`, the tap loop unrolls. */
+/* One row of the horizontal pass with padded coefficients, two outputs at a time: their halves
+ * added in one register, rounded, >> 22, saturated together and stored as 8 bytes. Inlined
+ * with a constant `taps`, the tap loop unrolls. */
 AVX2_INLINE void padded_row(const uint8_t *line, const padded_coeffs *c, int out_w, uint8_t *dst,
                             int taps) {
+    const size_t stride = (size_t)(taps / 4) * PADDED_GROUP;
+    const __m256i half = _mm256_set1_epi32(HALF);
     int xx = 0;
     for (; xx + 2 <= out_w; xx += 2) {
-        const int32_t *w = c->wide + (size_t)xx * taps * 4;
-        __m128i a = padded_sum(line + (size_t)c->start[xx] * 4, w, taps);
-        __m128i b = padded_sum(line + (size_t)c->start[xx + 1] * 4, w + taps * 4, taps);
-        __m128i words = _mm_packs_epi32(a, b);
+        __m256i a = padded_sum(line + (size_t)c->start[xx] * 4, c->w + xx * stride, taps);
+        __m256i b = padded_sum(line + (size_t)c->start[xx + 1] * 4, c->w + (xx + 1) * stride,
+                               taps);
+        __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                                        _mm256_permute2x128_si256(a, b, 0x31));
+        sums = _mm256_srai_epi32(_mm256_add_epi32(sums, half), PRECISION_BITS);
+        __m128i words =
+            _mm_packs_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
         _mm_storel_epi64((__m128i *)(dst + xx * 4), _mm_packus_epi16(words, words));
     }
     if (xx < out_w) {
-        __m128i a = padded_sum(line + (size_t)c->start[xx] * 4, c->wide + (size_t)xx * taps * 4,
-                               taps);
-        __m128i words = _mm_packs_epi32(a, a);
+        __m256i a = padded_sum(line + (size_t)c->start[xx] * 4, c->w + xx * stride, taps);
+        __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(HALF)), PRECISION_BITS);
+        __m128i words = _mm_packs_epi32(sum, sum);
         int32_t pixel = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
         memcpy(dst + xx * 4, &pixel, 4);
     }
@@ -208,9 +241,7 @@ AVX2_INLINE void padded_row(const uint8_t *line, const padded_coeffs *c, int out
 __attribute__((target("avx2"))) static void row_avx2(const uint8_t *line, const padded_coeffs *c,
                                                      int out_w, uint8_t *dst) {
     switch (c->taps) { /* the common tap counts, for shrinking by up to about 3.5x */
-    case 2: padded_row(line, c, out_w, dst, 2); break;
     case 4: padded_row(line, c, out_w, dst, 4); break;
-    case 6: padded_row(line, c, out_w, dst, 6); break;
     case 8: padded_row(line, c, out_w, dst, 8); break;
     default: padded_row(line, c, out_w, dst, c->taps);
     }

@@ -87,6 +87,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "GiB) [ZEROFEED_CACHE_SIZE]",
     )
     numeric: list[tuple[str, type, str]] = [
+        (
+            "max_workers",
+            int,
+            "grow to this many workers while each added one raises images/s, e.g. on a machine "
+            "other jobs share (0: keep --workers)",
+        ),
         ("prefetch", int, "tasks each worker holds at once"),
         ("heartbeat_interval", float, "seconds between heartbeats"),
         ("reconnect_after", float, "seconds of consumer silence before reconnecting"),
@@ -176,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> ProducerConfig:
     return ProducerConfig(
         endpoints=tuple(args.connect) if args.connect else _endpoints(args.connect_default or ""),
         workers=args.workers,
+        max_workers=args.max_workers,
         data_root=args.data_root,
         plugins=tuple(args.plugins),
         prefetch=args.prefetch,

@@ -28,18 +28,20 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from zerofeed.common.cores import usable_cores
 from zerofeed.common.errors import ConfigError
 from zerofeed.common.leftovers import owned_folder
 from zerofeed.common.producer_config import ProducerConfig
 from zerofeed.producer.accelerators import decode_path
 from zerofeed.producer.crashes import Breadcrumb, PoisonList, last_sample, oom_kills
+from zerofeed.producer.sizing import SizingPolicy, WorkerSizer, WorkerTally
 
 if TYPE_CHECKING:
     from zerofeed.common.metrics import MetricsServer
@@ -64,9 +66,16 @@ _WATCH_SECONDS = 0.5
 
 
 def worker_main(
-    config: ProducerConfig, name: str, log_level: int, index: int, crashes: str
+    config: ProducerConfig,
+    name: str,
+    log_level: int,
+    index: int,
+    crashes: str,
+    tallies: MutableSequence[float] | None = None,
 ) -> None:
-    """Entry point of a spawned worker process.
+    """Entry point of a spawned worker process. ``tallies`` (shared with the supervisor) gets
+    the images this worker makes, the seconds it spends on them and the CPU seconds it gets
+    meanwhile, at ``3 * index`` to ``3 * index + 2``.
 
     A worker that cannot start (a plugin, key or metrics port it cannot use) logs why and exits
     with :data:`EXIT_CONFIG_ERROR`; the supervisor restarts it, and stops if that keeps happening.
@@ -88,6 +97,7 @@ def worker_main(
             crashes=_Crashes(Path(crashes), index),
             should_stop=terminated.is_set,
             report_requested=report_requested,
+            on_batch=None if tallies is None else _Tally(tallies, index).add,
         )
         metrics = _serve_metrics(config, index, worker)
     except ConfigError as exc:  # said once, plainly; the supervisor decides whether to retry
@@ -107,6 +117,7 @@ def _make_worker(
     crashes: _Crashes,
     should_stop: Callable[[], bool],
     report_requested: threading.Event,
+    on_batch: Callable[[int, float, float], None] | None,
 ) -> Worker:
     from zerofeed.common.locations import AllowList
     from zerofeed.common.storage import ObjectStores, StoreOptions
@@ -142,6 +153,7 @@ def _make_worker(
         should_stop=should_stop,
         parent_sentinel=parent.sentinel if parent is not None else None,
         report_requested=report_requested,
+        on_batch=on_batch,
     )
 
 
@@ -173,12 +185,29 @@ class _Crashes:
         return PoisonList(self.folder / "poison")
 
 
+@dataclass(frozen=True)
+class _Tally:
+    """One worker's running totals in the array it shares with the supervisor (only this
+    worker writes them; an aligned double is written whole, so the supervisor reads no torn
+    value)."""
+
+    totals: MutableSequence[float]
+    index: int
+
+    def add(self, images: int, seconds: float, cpu_seconds: float) -> None:
+        self.totals[3 * self.index] += images
+        self.totals[3 * self.index + 1] += seconds
+        self.totals[3 * self.index + 2] += cpu_seconds
+
+
 @dataclass
 class _Slot:
-    """One worker position: the process serving it now (None while a restart waits)."""
+    """One worker position: the process serving it now (None while a restart waits, or while
+    the position is not wanted: :mod:`zerofeed.producer.sizing` runs fewer workers)."""
 
     name: str
     index: int
+    wanted: bool = True
     process: BaseProcess | None = None
     started: float = 0.0
     restarts: int = 0  # restarts in a row of a worker that ran under a minute: the backoff step
@@ -187,7 +216,8 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs ``config.workers`` worker processes until asked to stop.
+    """Runs ``config.workers`` worker processes until asked to stop; with ``config.max_workers``,
+    up to that many while each added one raises throughput (:class:`WorkerSizer`).
 
     Before starting any worker it checks what every worker would fail on (the plugin modules, the
     CURVE key files); a worker that keeps crashing at start stops the whole producer. Either way
@@ -195,7 +225,9 @@ class Supervisor:
     :data:`EXIT_CRASH_LOOP`) instead of restarting workers that cannot work.
     """
 
-    def __init__(self, config: ProducerConfig, *, grace: float = 10.0) -> None:
+    def __init__(
+        self, config: ProducerConfig, *, grace: float = 10.0, sizing: SizingPolicy | None = None
+    ) -> None:
         self._config = config
         self._grace = grace
         self._context = multiprocessing.get_context("spawn")
@@ -203,7 +235,14 @@ class Supervisor:
         self._oom_kills = oom_kills()  # the cgroup's count so far: a rise blames a SIGKILL
         self._crashes_folder = Path()  # set by run()
         prefix = config.name or f"{socket.gethostname()}:{os.getpid()}"
-        self._names = [f"{prefix}/w{i}" for i in range(config.workers)]
+        most = max(config.workers, config.max_workers)
+        self._names = [f"{prefix}/w{i}" for i in range(most)]
+        self._sizer = WorkerSizer(
+            low=config.workers, high=most, cores=usable_cores(), policy=sizing
+        )
+        # Each worker's images and busy seconds: shared memory without a lock (each entry has
+        # one writer), in an already-unlinked file, so nothing is left behind by a SIGKILL.
+        self._tallies = self._context.RawArray("d", 3 * most) if self._sizer.adapts else None
 
     def run(self) -> int:
         """Start the workers and supervise them; returns the process exit code."""
@@ -216,17 +255,24 @@ class Supervisor:
         if self._config.exit_with_parent:
             threading.Thread(target=self._watch_stdin, name="parent-watch", daemon=True).start()
         log.info(
-            "producer starting %d worker(s) for %s",
+            "producer starting %d worker(s)%s for %s",
             self._config.workers,
+            f" (up to {len(self._names)} while that raises throughput)"
+            if self._sizer.adapts
+            else "",
             ", ".join(self._config.endpoints),
         )
         path = decode_path()
         (log.info if path.accelerated else log.warning)("decode path: %s", path.summary)
-        slots = [_Slot(name=name, index=index) for index, name in enumerate(self._names)]
+        slots = [
+            _Slot(name=name, index=index, wanted=index < self._sizer.workers)
+            for index, name in enumerate(self._names)
+        ]
         self._crashes_folder, owner = owned_folder("producer")
         try:
             for slot in slots:
-                self._start(slot)
+                if slot.wanted:
+                    self._start(slot)
             return self._supervise(slots)
         finally:
             self._shutdown(slots)
@@ -241,7 +287,32 @@ class Supervisor:
                 code = self._check(slot)
                 if code is not None:
                     return code
+            if self._tallies is not None:
+                self._resize(slots, self._sizer.update(time.monotonic(), self._tally()))
         return 0
+
+    def _tally(self) -> WorkerTally:
+        totals = self._tallies if self._tallies is not None else []
+        return WorkerTally(
+            images=sum(totals[0::3]), busy_seconds=sum(totals[1::3]), cpu_seconds=sum(totals[2::3])
+        )
+
+    def _resize(self, slots: list[_Slot], workers: int) -> None:
+        """Start or stop workers (the last positions first) until ``workers`` are wanted. A
+        stopped one finishes its batch and hands its queued tasks back, as on any stop."""
+        wanted = [slot for slot in slots if slot.wanted]
+        for slot in reversed(wanted[workers:]):
+            slot.wanted = False
+            slot.restart_at = None
+            if slot.process is not None and slot.process.is_alive():
+                log.info("stopping worker %s: fewer workers make as many images", slot.name)
+                slot.process.terminate()
+        for slot in slots[len(wanted) : workers]:
+            if slot.process is not None:  # still stopping: started on a later turn
+                break
+            slot.wanted = True
+            slot.quick_crashes = slot.restarts = 0
+            self._start(slot)
 
     def _wait(self, slots: list[_Slot]) -> None:
         """Until a worker exits, a restart is due, or half a second has passed."""
@@ -291,6 +362,7 @@ class Supervisor:
                 log.getEffectiveLevel(),
                 slot.index,
                 str(self._crashes_folder),
+                self._tallies,
             ),
             name=slot.name,
             daemon=True,
@@ -317,6 +389,8 @@ class Supervisor:
         uptime = now - slot.started
         slot.process = None
         process.close()
+        if not slot.wanted:  # stopped because fewer workers are wanted
+            return None
         if self._config.exit_with_consumer and code == 0:
             # The consumer this producer served is gone: the other workers stop too, including
             # one that started too late to meet it (it would wait for the next consumer).

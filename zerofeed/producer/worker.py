@@ -77,8 +77,13 @@ class Worker:
         should_stop: Callable[[], bool],
         parent_sentinel: int | None = None,
         report_requested: threading.Event | None = None,
+        on_batch: Callable[[int, float, float], None] | None = None,
     ) -> None:
+        """``on_batch(images, seconds, cpu_seconds)`` is called after each batch made and handed
+        on, with the seconds that took and the CPU seconds this thread got meanwhile (the
+        supervisor sizes the workers from these)."""
         self._config = config
+        self._on_batch = on_batch
         self._name = name
         self._maker = maker
         self._transforms = transforms
@@ -161,11 +166,15 @@ class Worker:
         return links.all_served_gone
 
     def _render(self, handed: _Handed, results: zmq.Socket) -> None:
+        began, began_cpu = time.perf_counter(), time.thread_time()
         result = self.make(handed.task)
         started = time.perf_counter()
         route = [str(handed.serial).encode(), (handed.session or "").encode()]
         results.send_multipart([*route, *encode(result)], copy=False)
-        self.report.add_send(time.perf_counter() - started)
+        ended = time.perf_counter()
+        self.report.add_send(ended - started)
+        if self._on_batch is not None:
+            self._on_batch(len(handed.task.samples), ended - began, time.thread_time() - began_cpu)
 
     def _stopping(self) -> bool:
         if self._should_stop():

@@ -112,8 +112,15 @@ class LinkWatch:
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             seen.handshake_ok = True
             seen.handshake_failure = None
-        elif event & _HANDSHAKE_FAILED:
-            seen.handshake_failure = self._handshake_failure(event, value)
+        elif event & _HANDSHAKE_FAILED or (
+            # Closed before any handshake succeeded, and with no failure event: libzmq reports
+            # a mechanism mismatch only on the side that reads the greeting first.
+            event == zmq.EVENT_DISCONNECTED
+            and not seen.handshake_ok
+            and seen.handshake_failure is None
+        ):
+            failed = event if event & _HANDSHAKE_FAILED else zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            seen.handshake_failure = self._handshake_failure(failed, value)
             if seen.handshake_failure not in self._told:
                 self._told.add(seen.handshake_failure)
                 log.warning("%s: %s", self._name, seen.handshake_failure)
@@ -149,8 +156,8 @@ class LinkWatch:
                 "--server-key the public key of the consumer at that address?"
             )
         return (
-            f"{where}: the peer closed the connection during the handshake; a consumer that "
-            "requires CURVE needs this producer started with --server-key and --secret-key"
+            f"{where}: the peer closed the connection during the handshake; if the consumer "
+            "requires CURVE, start this producer with --server-key and --secret-key"
         )
 
     def _silence_cause(self) -> str:

@@ -75,7 +75,7 @@ def worker_main(
 ) -> None:
     """Entry point of a spawned worker process. ``tallies`` (shared with the supervisor) gets
     the images this worker makes, the seconds it spends on them and the CPU seconds it gets
-    meanwhile, at ``3 * index`` to ``3 * index + 2``.
+    meanwhile (:class:`_Tally`).
 
     A worker that cannot start (a plugin, key or metrics port it cannot use) logs why and exits
     with :data:`EXIT_CONFIG_ERROR`; the supervisor restarts it, and stops if that keeps happening.
@@ -194,10 +194,22 @@ class _Tally:
     totals: MutableSequence[float]
     index: int
 
+    WIDTH = 3  # entries per worker: images, seconds, CPU seconds
+
     def add(self, images: int, seconds: float, cpu_seconds: float) -> None:
-        self.totals[3 * self.index] += images
-        self.totals[3 * self.index + 1] += seconds
-        self.totals[3 * self.index + 2] += cpu_seconds
+        at = self.WIDTH * self.index
+        self.totals[at] += images
+        self.totals[at + 1] += seconds
+        self.totals[at + 2] += cpu_seconds
+
+    @classmethod
+    def sum(cls, totals: MutableSequence[float]) -> WorkerTally:
+        """All the workers' totals together."""
+        return WorkerTally(
+            images=sum(totals[0 :: cls.WIDTH]),
+            busy_seconds=sum(totals[1 :: cls.WIDTH]),
+            cpu_seconds=sum(totals[2 :: cls.WIDTH]),
+        )
 
 
 @dataclass
@@ -240,9 +252,11 @@ class Supervisor:
         self._sizer = WorkerSizer(
             low=config.workers, high=most, cores=usable_cores(), policy=sizing
         )
-        # Each worker's images and busy seconds: shared memory without a lock (each entry has
-        # one writer), in an already-unlinked file, so nothing is left behind by a SIGKILL.
-        self._tallies = self._context.RawArray("d", 3 * most) if self._sizer.adapts else None
+        # Each worker's _Tally: shared memory without a lock (each entry has one writer), in an
+        # already-unlinked file, so nothing is left behind by a SIGKILL.
+        self._tallies = (
+            self._context.RawArray("d", _Tally.WIDTH * most) if self._sizer.adapts else None
+        )
 
     def run(self) -> int:
         """Start the workers and supervise them; returns the process exit code."""
@@ -288,14 +302,9 @@ class Supervisor:
                 if code is not None:
                     return code
             if self._tallies is not None:
-                self._resize(slots, self._sizer.update(time.monotonic(), self._tally()))
+                tally = _Tally.sum(self._tallies)
+                self._resize(slots, self._sizer.update(time.monotonic(), tally))
         return 0
-
-    def _tally(self) -> WorkerTally:
-        totals = self._tallies if self._tallies is not None else []
-        return WorkerTally(
-            images=sum(totals[0::3]), busy_seconds=sum(totals[1::3]), cpu_seconds=sum(totals[2::3])
-        )
 
     def _resize(self, slots: list[_Slot], workers: int) -> None:
         """Start or stop workers (the last positions first) until ``workers`` are wanted. A

@@ -330,6 +330,31 @@ def test_expire_requeues_silent_producers() -> None:
     assert keys(scheduler.assign())[:2] == a_keys
 
 
+def test_producer_seconds_sum_each_workers_connected_time_and_never_go_down() -> None:
+    """The divisor of a rate per worker while workers come and go: A from 0 s, B from 10 s to
+    its BYE at 15 s, C from 12 s until declared lost at 30 s, A's re-hello at 20 s."""
+    scheduler = make_scheduler(lease_timeout=5.0)
+    seen: list[float] = []
+
+    def total(now: float) -> float:
+        seen.append(scheduler.producer_seconds(now))
+        return seen[-1]
+
+    join(scheduler, A, 1, now=0.0)
+    assert total(10.0) == 10.0
+    join(scheduler, B, 1, now=10.0)
+    join(scheduler, C, 1, now=12.0)
+    assert total(14.0) == 14.0 + 4.0 + 2.0
+    scheduler.goodbye(B, now=15.0)
+    assert total(15.0) == 15.0 + 5.0 + 3.0
+    join(scheduler, A, 1, now=20.0)  # it restarted: one worker all along
+    assert scheduler.heard_from(A, 29.0)
+    assert [p.identity for p in scheduler.expire(30.0)] == [C]  # silent since 12 s
+    assert total(30.0) == 30.0 + 5.0 + 18.0
+    assert (total(40.0) - seen[-2]) / 10.0 == 1.0  # the mean number connected: A alone
+    assert seen == sorted(seen)
+
+
 def test_rehello_releases_leases() -> None:
     scheduler = make_scheduler()
     join(scheduler, A, 2)

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ids_of, remote_feed, start_producer
+from tests.conftest import ids_of, remote_feed, start_producer, wait_until
 from zerofeed.producer.sizing import SizingPolicy, WorkerSizer, WorkerTally
 
 POLICY = SizingPolicy(window=1.0, settle=1.0, gain=0.05, busy=0.85, backoff=(10.0, 20.0))
@@ -152,11 +152,25 @@ def test_a_producer_grows_to_the_workers_that_pay_and_delivers_exactly_once(
         reader.start()
         epochs: list[list[int]] = []
         try:
+            wait_until(lambda: seq.stats.producers_connected == 1)
+            first_seen = time.monotonic()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not any("keeping them" in x for x in lines):
                 epochs.append([row for i in range(len(seq)) for row in ids_of(seq[i][0])])
                 seq.on_epoch_end()
             assert _workers(producer.pid) == 2
+            # The feed's producer-seconds: two workers connected all through the next epochs
+            # (2 s of them), between one and two on average since the start (FeedMonitor's
+            # divisor).
+            before, started = seq.stats, time.monotonic()
+            while time.monotonic() - started < 2.0:
+                epochs.append([row for i in range(len(seq)) for row in ids_of(seq[i][0])])
+                seq.on_epoch_end()
+            after, ended = seq.stats, time.monotonic()
+            assert (after.producer_seconds - before.producer_seconds) / (
+                ended - started
+            ) == pytest.approx(2.0, abs=0.05)
+            assert 1.0 < after.producer_seconds / (ended - first_seen) < 2.0
         finally:
             producer.send_signal(signal.SIGTERM)
             producer.wait(timeout=30)

@@ -208,6 +208,7 @@ class Dispatcher:
             return TransportCounters(
                 wait_seconds=self.wait_seconds,
                 producers_connected=len(self._scheduler.producers),
+                producer_seconds=self._scheduler.producer_seconds(time.monotonic()),
                 tasks_issued=counters.tasks_issued,
                 tasks_reissued=counters.tasks_reissued,
                 producers_lost=counters.producers_lost,
@@ -408,7 +409,7 @@ class Dispatcher:
             self._on_result(identity, message)
         elif isinstance(message, Bye):
             with self._lock:
-                producer = self._scheduler.goodbye(identity, message.returned)
+                producer = self._scheduler.goodbye(identity, message.returned, now=now)
                 self._arrived.notify_all()
             if producer is not None:
                 log.info(

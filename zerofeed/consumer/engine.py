@@ -473,6 +473,7 @@ class Feed:
                 skipped_by_kind=dict(self._skipped_by_kind),
                 wait_seconds=counters.wait_seconds,
                 producers_connected=counters.producers_connected,
+                producer_seconds=counters.producer_seconds,
                 tasks_issued=counters.tasks_issued,
                 tasks_reissued=counters.tasks_reissued,
                 producers_lost=counters.producers_lost,

@@ -13,6 +13,7 @@ _FIGURES = (
     ("zerofeed_images_delivered", "images_delivered", "counter", "Images in those batches."),
     ("zerofeed_wait_seconds", "wait_seconds", "counter", "Seconds spent waiting for data."),
     ("zerofeed_producers_connected", "producers_connected", "gauge", "Producer workers now."),
+    ("zerofeed_producer_seconds", "producer_seconds", "counter", "Worker-seconds connected."),
     ("zerofeed_tasks_issued", "tasks_issued", "counter", "Tasks sent to producers."),
     ("zerofeed_tasks_reissued", "tasks_reissued", "counter", "Tasks given to another producer."),
     ("zerofeed_producers_lost", "producers_lost", "counter", "Producers presumed lost."),

@@ -88,6 +88,7 @@ class ProducerInfo:
     capacity: int
     lacks: str  # what it needs to get tasks ("" when it has everything)
     last_seen: float
+    connected_at: float = 0.0  # when its HELLO came (time.monotonic())
     connection: int | None = None
     tasks: set[int] = field(default_factory=set)
     shares_slots: bool = False  # it mapped this consumer's shared-memory slots
@@ -144,6 +145,7 @@ class SchedulerCounters:
     tasks_overdue: int = 0  # tasks issued again because they took too long
     results_duplicate: int = 0  # results for a batch another producer had delivered first
     results_in_slots: int = 0  # accepted results whose images came in a shared-memory slot
+    producer_seconds_closed: float = 0.0  # producer_seconds of the producers that have left
 
 
 class Scheduler:
@@ -229,14 +231,16 @@ class Scheduler:
         self, identity: bytes, hello: Hello, now: float, *, connection: int | None = None
     ) -> ProducerInfo:
         """Register (or re-register) a producer; a re-hello means it dropped what it held."""
-        if identity in self.producers:
-            self._release(self.producers.pop(identity))
+        previous = self._remove(identity, now)
+        if previous is not None:
+            self._release(previous)
         producer = ProducerInfo(
             identity=identity,
             name=hello.producer,
             capacity=hello.credits,
             lacks=self.lacking(hello),
             last_seen=now,
+            connected_at=now,
             connection=connection,
             shares_slots=self._slots is not None and hello.slots == str(self._slots.path),
             refused=self._refused_names.get(hello.producer),
@@ -254,12 +258,14 @@ class Scheduler:
         producer.last_seen = now
         return True
 
-    def goodbye(self, identity: bytes, returned: tuple[int, ...] = ()) -> ProducerInfo | None:
+    def goodbye(
+        self, identity: bytes, returned: tuple[int, ...] = (), *, now: float | None = None
+    ) -> ProducerInfo | None:
         """A producer left (``BYE``, or it cannot be reached): its tasks go back to the queue.
 
         ``returned`` are the tasks it says it never started (``BYE``): their slots are free.
         """
-        producer = self.producers.pop(identity, None)
+        producer = self._remove(identity, time.monotonic() if now is None else now)
         if producer is not None:
             self._release(producer, unstarted=frozenset(returned))
         return producer
@@ -268,19 +274,37 @@ class Scheduler:
         """Producers silent for longer than the lease timeout: lost, their tasks re-queued."""
         lost = [p for p in self.producers.values() if now - p.last_seen > self._lease_timeout]
         for producer in lost:
-            self.lose(producer.identity)
+            self.lose(producer.identity, now=now)
         return lost
 
-    def disconnected(self, connection: int) -> list[ProducerInfo]:
+    def disconnected(self, connection: int, *, now: float | None = None) -> list[ProducerInfo]:
         """The connection (file descriptor) closed: the producers that spoke on it are lost."""
         gone = [p.identity for p in self.producers.values() if p.connection == connection]
-        return [p for p in map(self.lose, gone) if p is not None]
+        lost = (self.lose(identity, now=now) for identity in gone)
+        return [producer for producer in lost if producer is not None]
 
-    def lose(self, identity: bytes) -> ProducerInfo | None:
+    def lose(self, identity: bytes, *, now: float | None = None) -> ProducerInfo | None:
         """A producer is lost (silent past its lease, or unreachable): its tasks are re-queued."""
-        producer = self.goodbye(identity)
+        producer = self.goodbye(identity, now=now)
         if producer is not None:
             self.counters.producers_lost += 1
+        return producer
+
+    def producer_seconds(self, now: float) -> float:
+        """Seconds of producer-worker connection summed over every worker so far.
+
+        Its change over an interval, divided by the interval, is the mean number of workers
+        connected: the right divisor for a rate while producers come, go or size themselves. A
+        worker counts from its ``HELLO`` until it leaves or is declared lost (as
+        ``producers_connected`` does), so the total never goes down.
+        """
+        connected = sum(now - producer.connected_at for producer in self.producers.values())
+        return self.counters.producer_seconds_closed + connected
+
+    def _remove(self, identity: bytes, now: float) -> ProducerInfo | None:
+        producer = self.producers.pop(identity, None)
+        if producer is not None:
+            self.counters.producer_seconds_closed += max(0.0, now - producer.connected_at)
         return producer
 
     def _release(self, producer: ProducerInfo, unstarted: frozenset[int] = frozenset()) -> None:

@@ -35,6 +35,8 @@ class FeedStats:
         skipped_by_kind: ``samples_skipped`` by kind (``"missing"``, ``"decode"``, ...).
         wait_seconds: time ``__getitem__`` spent waiting for data.
         producers_connected: producer workers connected now.
+        producer_seconds: seconds of connection summed over every producer worker so far; its
+            change over an interval divided by the interval is the mean number connected.
         tasks_issued: tasks sent to producers.
         tasks_reissued: tasks handed to another producer after theirs was lost or left.
         producers_lost: producers declared lost after missing their lease.
@@ -73,4 +75,5 @@ class FeedStats:
     producers_refused: int = 0
     slots_quarantined: int = 0
     batches_in_shared_memory: int = 0
+    producer_seconds: float = 0.0
     epoch: int

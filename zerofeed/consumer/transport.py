@@ -29,6 +29,7 @@ class TransportCounters:
 
     wait_seconds: float = 0.0
     producers_connected: int = 0
+    producer_seconds: float = 0.0
     tasks_issued: int = 0
     tasks_reissued: int = 0
     producers_lost: int = 0

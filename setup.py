@@ -1,8 +1,9 @@
 """Optional C accelerators for the producer; everything else is in pyproject.toml.
 
-Both are optional: without a C compiler, or without libjpeg-turbo's headers (Debian/Ubuntu:
-``apt-get install libjpeg62-turbo-dev``), the install still succeeds and producers decode with
-simplejpeg / Pillow and resize with Pillow, giving the same pixels, more slowly.
+All are optional: without a C compiler, or without libjpeg-turbo's or libdeflate's headers
+(Debian/Ubuntu: ``apt-get install libjpeg62-turbo-dev libdeflate-dev``), the install still
+succeeds and producers decode with simplejpeg / Pillow and resize with Pillow, giving the same
+pixels, more slowly.
 """
 
 from setuptools import Extension, setup
@@ -24,6 +25,14 @@ setup(
             ["zerofeed/producer/_jpegwindow.c"],
             depends=[_CORE],
             libraries=["jpeg"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "zerofeed.producer._pngdecode",
+            ["zerofeed/producer/_pngdecode.c"],
+            depends=[_CORE],
+            libraries=["deflate"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -9,10 +9,11 @@ FROM ${BASE_IMAGE} AS build
 COPY docker/wheels/ /wheels/
 COPY pyproject.toml setup.py README.md /src/
 COPY zerofeed/ /src/zerofeed/
-# The C accelerators need a compiler and Python's and libjpeg-turbo's headers; without them (no
-# Debian mirror reachable) zerofeed still installs and makes the same pixels, more slowly.
+# The C accelerators need a compiler and Python's, libjpeg-turbo's and libdeflate's headers;
+# without them (no Debian mirror reachable) zerofeed still installs and makes the same pixels,
+# more slowly.
 RUN (apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
-        libpython3-dev libjpeg62-turbo-dev) >/dev/null 2>&1 \
+        libpython3-dev libjpeg62-turbo-dev libdeflate-dev) >/dev/null 2>&1 \
     || echo "no compiler: portable decode and resize"
 # Offline from docker/wheels/ when it holds wheels, else from the package index.
 RUN python3 -m venv /opt/venv \
@@ -21,7 +22,7 @@ RUN python3 -m venv /opt/venv \
  && if /opt/venv/bin/python -c "import tensorflow" 2>/dev/null; then echo "tensorflow must not be in the producer image" >&2; exit 1; fi
 
 FROM ${BASE_IMAGE}
-RUN (apt-get update -qq && apt-get install -y -qq --no-install-recommends libjpeg62-turbo \
+RUN (apt-get update -qq && apt-get install -y -qq --no-install-recommends libjpeg62-turbo libdeflate0 \
         && rm -rf /var/lib/apt/lists/*) >/dev/null 2>&1 || true
 COPY --from=build /opt/venv /opt/venv
 COPY docker/healthcheck.py /opt/zerofeed/healthcheck.py

@@ -6,7 +6,10 @@ horizontal gradient and a little seeded noise: orientation, crops and flips all 
 
 from __future__ import annotations
 
+import itertools
 import pathlib
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -149,3 +152,58 @@ def assert_quadrants(pixels: np.ndarray, *, tolerance: float = 40) -> None:
         expected = np.array(colour) + (10 if region.endswith("left") else 30) + 7
         if np.abs(mean - expected).max() > tolerance:
             raise AssertionError(f"{region} has mean colour {mean.round()}, expected ~{expected}")
+
+
+PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
+
+
+def png_bytes(
+    pixels: np.ndarray,
+    mode: str,
+    *,
+    filters: tuple[int, ...] = (0, 1, 2, 3, 4),
+    idat_chunks: int = 3,
+    interlaced: bool = False,
+) -> bytes:
+    """An 8-bit PNG written by hand, so that every row filter is exercised (Pillow's encoder
+    picks its own): row ``y`` uses ``filters[y % len(filters)]``, and the image data is split
+    into ``idat_chunks`` chunks. ``pixels`` is ``(h, w)`` or ``(h, w, channels)`` for ``mode``.
+    ``interlaced`` only sets the header's flag (the data stays sequential)."""
+    height, width = pixels.shape[:2]
+    raw = pixels.reshape(height, -1).astype(np.int64)
+    bpp = raw.shape[1] // width
+    rows = []
+    for y in range(height):
+        row, prior = raw[y], raw[y - 1] if y else np.zeros_like(raw[0])
+        left = np.concatenate([np.zeros(bpp, np.int64), row[:-bpp]])
+        upper_left = np.concatenate([np.zeros(bpp, np.int64), prior[:-bpp]])
+        kind = filters[y % len(filters)]
+        if kind == 0:
+            predicted = np.zeros_like(row)
+        elif kind == 1:
+            predicted = left
+        elif kind == 2:
+            predicted = prior
+        elif kind == 3:
+            predicted = (left + prior) // 2
+        else:  # Paeth
+            estimate = left + prior - upper_left
+            distances = [np.abs(estimate - v) for v in (left, prior, upper_left)]
+            predicted = np.where(
+                (distances[0] <= distances[1]) & (distances[0] <= distances[2]),
+                left,
+                np.where(distances[1] <= distances[2], prior, upper_left),
+            )
+        rows.append(bytes([kind]) + ((row - predicted) % 256).astype(np.uint8).tobytes())
+    stream = zlib.compress(b"".join(rows), 6)
+    cuts = [len(stream) * i // idat_chunks for i in range(idat_chunks + 1)]
+    header = struct.pack(
+        ">IIBBBBB", width, height, 8, PNG_COLOUR_TYPES[mode], 0, 0, int(interlaced)
+    )
+    chunks = [(b"IHDR", header)]
+    chunks += [(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(cuts)]
+    chunks.append((b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks
+    )

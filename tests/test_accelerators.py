@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import pathlib
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import write_image, write_truncated_jpeg
+from tests.images import png_bytes, write_image, write_truncated_jpeg
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.plan import sample_rng
 from zerofeed.common.transforms import parse_augment
@@ -62,6 +64,7 @@ def test_the_accelerators_are_built_here() -> None:
     # Without them every comparison below would compare a fallback with itself.
     assert decode._jpegwindow is not None, "build with libjpeg-turbo headers: see setup.py"
     assert resize._resample is not None, "build with a C compiler: see setup.py"
+    assert decode._pngdecode is not None, "build with libdeflate's headers: see setup.py"
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -231,6 +234,139 @@ def test_resize_into_equals_pillow(monkeypatch: pytest.MonkeyPatch, widest: int)
     assert cases == 240
 
 
+PNG_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+
+
+def pillow_resized(
+    data: bytes, box: tuple[float, float, float, float], out_size: tuple[int, int]
+) -> np.ndarray:
+    """The fallback: Pillow decodes, ``convert("RGB")`` drops alpha, and Pillow's bilinear resize
+    runs its two passes, horizontal first (:func:`resize.resize_into` without ``_resample``)."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgbx = np.asarray(image.convert("RGB").convert("RGBX"))
+    out = np.empty((out_size[1], out_size[0], 3), np.uint8)
+    saved, resize._resample = resize._resample, None
+    try:
+        resize.resize_into(rgbx, box, out)
+    finally:
+        resize._resample = saved
+    return out
+
+
+@pytest.mark.parametrize("widest", [2, 1, 0], ids=["avx2", "sse4.1", "plain-c"])
+@pytest.mark.parametrize("mode", sorted(PNG_CHANNELS))
+def test_png_decode_and_resize_equals_pillow_for_every_row_filter(mode: str, widest: int) -> None:
+    assert decode._pngdecode is not None
+    rng = np.random.default_rng(PNG_CHANNELS[mode])
+    cases = 0
+    for size in ((53, 37), (1, 5), (301, 211)):
+        shape = (size[1], size[0], PNG_CHANNELS[mode])
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8).squeeze(axis=2 if mode == "L" else ())
+        for filters in ((0, 1, 2, 3, 4), (4,), (3, 1)):
+            data = png_bytes(pixels, mode, filters=filters)
+            left, right = sorted(rng.uniform(0, size[0], 2))
+            top, bottom = sorted(rng.uniform(0, size[1], 2))
+            whole = (0.0, 0.0, float(size[0]), float(size[1]))
+            for box in (whole, (left, top, right + 1e-3, bottom + 1e-3)):
+                out_size = (int(rng.integers(1, 120)), int(rng.integers(1, 120)))
+                hflip, vflip = (bool(v) for v in rng.integers(0, 2, 2))
+                fast = np.empty((out_size[1], out_size[0], 3), np.uint8)
+                assert decode._pngdecode.decode_resized(
+                    data, box, fast, *out_size, hflip, vflip, widest
+                )
+                expected = pillow_resized(data, box, out_size)
+                expected = expected[:: -1 if vflip else 1, :: -1 if hflip else 1]
+                assert np.array_equal(fast, expected), (mode, size, filters, box, out_size)
+                cases += 1
+    assert cases == 18
+
+
+def test_png_decode_of_pillows_own_files_equals_pillow() -> None:
+    """Pillow's encoder: its own filter choice and image data split into 64 KiB chunks."""
+    picture = np.asarray(Image.open(io.BytesIO(photo((640, 480), 9))))
+    for mode in PNG_CHANNELS:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).convert(mode).save(buffer, "PNG")
+        data = buffer.getvalue()
+        with decode.open_image(data) as image:
+            out = np.empty((224, 224, 3), np.uint8)
+            box = (100.5, 50.25, 600.0, 470.75)
+            assert decode.decode_png_resized(image, data, box, out), mode
+        assert np.array_equal(out, pillow_resized(data, box, (224, 224))), mode
+
+
+def test_png_decode_declines_what_it_does_not_take_and_writes_nothing() -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    good = png_bytes(pixels, "RGB")
+    rows = zlib.decompress(b"".join(_image_data(good)))
+    stream = zlib.compress(rows)
+
+    def saved(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", **options)
+        return buffer.getvalue()
+
+    rgb = Image.fromarray(pixels)
+    declined = {
+        "palette": saved(rgb.convert("P")),
+        "16-bit": saved(Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)),
+        "1-bit": saved(rgb.convert("1")),
+        "interlaced": png_bytes(pixels, "RGB", interlaced=True),
+        "animated": saved(rgb, save_all=True, append_images=[rgb.rotate(90)]),
+        "unknown row filter": _with_image_data(good, zlib.compress(b"\x07" + rows[1:])),
+        "image data cut short": _with_image_data(good, stream[:-30]),
+        "wrong Adler-32": _with_image_data(good, stream[:-1] + bytes([stream[-1] ^ 1])),
+        "a row too many": _with_image_data(good, zlib.compress(rows + rows[: 1 + 40 * 3])),
+        "chunk past the end": good[: len(good) // 2],
+        "no IEND": good[:-12],
+        "not a PNG": photo((40, 30), 1),
+    }
+    assert decode._pngdecode is not None
+    assert decode._pngdecode.decode_resized(good, (0.0, 0.0, 30.0, 20.0), *_canvas(), False, False)
+    for name, data in declined.items():
+        out, width, height = _canvas()
+        assert not decode._pngdecode.decode_resized(
+            data, (0.0, 0.0, 30.0, 20.0), out, width, height, False, False
+        ), name
+        assert (out == 77).all(), name
+    with pytest.raises(ValueError, match=r"box \(0, 0, 41, 30\) is not inside the 40x30 image"):
+        decode._pngdecode.decode_resized(good, (0.0, 0.0, 41.0, 30.0), *_canvas(), False, False)
+
+
+def _canvas() -> tuple[np.ndarray, int, int]:
+    return np.full((8, 8, 3), 77, np.uint8), 8, 8
+
+
+def _image_data(data: bytes) -> list[bytes]:
+    """The payloads of a PNG's image data (IDAT) chunks."""
+    payloads, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        if data[position + 4 : position + 8] == b"IDAT":
+            payloads.append(data[position + 8 : position + 8 + length])
+        position += 12 + length
+    return payloads
+
+
+def _with_image_data(data: bytes, stream: bytes) -> bytes:
+    """``data`` (a signature, IHDR, image data chunks, IEND) with one IDAT chunk of ``stream``."""
+    idat = struct.pack(">I", len(stream)) + b"IDAT" + stream
+    idat += struct.pack(">I", zlib.crc32(b"IDAT" + stream))
+    return data[: 8 + 25] + idat + data[-12:]
+
+
+def test_a_damaged_png_is_the_bad_sample_pillow_makes_of_it(tmp_path: pathlib.Path) -> None:
+    pixels = np.random.default_rng(4).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    good = png_bytes(pixels, "RGB")
+    rows = zlib.decompress(b"".join(_image_data(good)))
+    path = tmp_path / "damaged.png"
+    path.write_bytes(_with_image_data(good, zlib.compress(b"\x09" + rows[1:])))  # no filter 9
+    renderer = Renderer(image_size=(16, 16), spec=parse_augment({}))
+    with pytest.raises(BadSampleError) as caught:
+        renderer.render_into(path, sample_rng(0, 0, 0), np.empty((16, 16, 3), np.uint8))
+    assert caught.value.kind == "decode"
+
+
 @pytest.mark.parametrize(
     "augment",
     [
@@ -265,6 +401,15 @@ def test_rendered_batches_do_not_depend_on_the_accelerators(
         write_image(tmp_path / "cmyk-3.jpg", mode="CMYK", size=(240, 190), exif_orientation=3)
     )
     paths.append(write_image(tmp_path / "p.png", size=(250, 180)))
+    for i, mode in enumerate(("L", "LA", "RGBA", "P")):  # P: Pillow decodes it on any install
+        paths.append(write_image(tmp_path / f"{mode}.png", mode=mode, size=(230 + 9 * i, 170)))
+    paths.append(write_image(tmp_path / "p-6.png", size=(210, 260), exif_orientation=6))
+    paths.append(write_image(tmp_path / "p-2.png", size=(210, 160), exif_orientation=2))
+    paths.append(write_image(tmp_path / "p.webp", size=(220, 150)))
+    # Wider output than input, shorter than it: a single Pillow resize would run the vertical
+    # pass first here; every path runs the horizontal one first.
+    paths.append(write_image(tmp_path / "narrow.png", size=(60, 200)))
+    paths.append(write_image(tmp_path / "narrow.webp", size=(60, 200)))
     paths.append(tmp_path / "big.jpg")
     paths[-1].write_bytes(photo((1800, 1300), 3))  # decoded at 1/4 for a 96 px output
     paths.append(tmp_path / "big-gray.jpg")
@@ -280,6 +425,7 @@ def test_rendered_batches_do_not_depend_on_the_accelerators(
 
     fast = render_all()
     monkeypatch.setattr(decode, "_jpegwindow", None)
+    monkeypatch.setattr(decode, "_pngdecode", None)
     monkeypatch.setattr(resize, "_resample", None)
     assert np.array_equal(fast, render_all())
     monkeypatch.setattr(decode, "_simplejpeg", None)

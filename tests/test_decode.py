@@ -253,3 +253,32 @@ def test_open_image_rejects_decompression_bombs(
 def test_quadrant_colours_are_distinct() -> None:
     colours = list(QUADRANTS.values())
     assert len(set(colours)) == 4
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks after the signature, each whole (length, type, body, CRC)."""
+    chunks, position = [], 8
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        chunks.append(data[position : position + 12 + length])
+        position += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("where", ["before the pixels", "after the pixels"])
+def test_a_pngs_orientation_is_found_before_or_after_its_pixels(
+    tmp_path: pathlib.Path, where: str
+) -> None:
+    """Pillow reads chunks after the image data only when it decodes it: given the file's bytes,
+    the pixels are not decoded for the orientation unless such chunks are there."""
+    path = write_image(tmp_path / "o.png", size=(64, 48), exif_orientation=6)
+    chunks = _chunks(path.read_bytes())
+    exif = next(chunk for chunk in chunks if chunk[4:8] == b"eXIf")
+    if where == "after the pixels":
+        chunks.remove(exif)
+        chunks.insert(len(chunks) - 1, exif)  # just before IEND
+    data = path.read_bytes()[:8] + b"".join(chunks)
+    assert decode.exif_orientation(decode.open_image(data), data) == 6
+    assert decode.exif_orientation(decode.open_image(data)) == 6
+    plain = write_image(tmp_path / "plain.png", size=(64, 48)).read_bytes()
+    assert decode.exif_orientation(decode.open_image(plain), plain) == 1

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -437,8 +438,10 @@ static int resize_args_ok(int src_w, int src_h, const float box[4], const Py_buf
                      (size_t)out_w * out_h * 3, out->len);
     } else if (!(box[0] >= 0 && box[1] >= 0 && box[2] <= src_w && box[3] <= src_h &&
                  box[2] > box[0] && box[3] > box[1])) {
-        PyErr_Format(PyExc_ValueError, "box (%f, %f, %f, %f) is not inside the %dx%d image",
-                     box[0], box[1], box[2], box[3], src_w, src_h);
+        char text[160]; /* PyErr_Format has no %f */
+        snprintf(text, sizeof(text), "box (%g, %g, %g, %g) is not inside the %dx%d image",
+                 box[0], box[1], box[2], box[3], src_w, src_h);
+        PyErr_SetString(PyExc_ValueError, text);
     } else {
         return 1;
     }

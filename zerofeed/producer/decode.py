@@ -10,7 +10,8 @@ a full decode:
 5. :func:`orient` turns a decoded image upright (:mod:`~zerofeed.producer.geometry` maps boxes);
 6. :func:`decode_jpeg_window` decodes only a window of a colour, greyscale or CMYK JPEG, at
    reduced scale, as RGBX;
-   :func:`decode_jpeg_window_resized` also resizes it into a caller's buffer, in one pass.
+   :func:`decode_jpeg_window_resized` also resizes it into a caller's buffer, in one pass;
+   :func:`decode_png_resized` does the same for an 8-bit greyscale or RGB(A) PNG.
 
 :func:`decode_rgb` chains them for callers that want the whole upright image.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import struct
 
 import numpy as np
 from PIL import Image
@@ -34,12 +36,14 @@ from zerofeed.producer import resize
 
 # Optional fast paths (accelerators.py): the same pixels as Pillow's decoder, faster.
 from zerofeed.producer.accelerators import jpegwindow as _jpegwindow
+from zerofeed.producer.accelerators import pngdecode as _pngdecode
 from zerofeed.producer.accelerators import simplejpeg as _simplejpeg
 from zerofeed.producer.geometry import Box, Window, draft_scale, scaled_size
 
 __all__ = [
     "decode_jpeg_window",
     "decode_jpeg_window_resized",
+    "decode_png_resized",
     "decode_rgb",
     "draft",
     "exif_orientation",
@@ -65,6 +69,7 @@ _TRANSPOSES: tuple[Image.Transpose | None, ...] = (
 )
 _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _WINDOWABLE_MODES = ("RGB", "L", "CMYK")  # JPEG modes the windowed decoders take
+_PNG_FAST_MODES = ("RGB", "RGBA", "L", "LA")  # PNG modes _pngdecode takes (when 8 bits a sample)
 
 
 def open_image(source: pathlib.Path | bytes) -> Image.Image:
@@ -116,10 +121,33 @@ def _check_pixels(size: tuple[int, int]) -> None:
         )
 
 
-def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1..8) of an opened image; 1 when absent or invalid."""
-    value = image.getexif().get(_ORIENTATION_TAG, 1)
+def exif_orientation(image: Image.Image, data: bytes | None = None) -> int:
+    """The EXIF orientation (1..8) of an opened image; 1 when absent or invalid.
+
+    Pillow decodes a whole PNG to look for metadata (EXIF, XMP, text) after its image data.
+    Given the file's bytes, ``data``, a PNG with nothing but ``IEND`` after its image data is
+    not decoded for that: what Pillow read when opening it is all there is.
+    """
+    if image.format == "PNG" and data is not None and not _png_metadata_after_pixels(data):
+        exif = Image.Image.getexif(image)  # Pillow's own reading, without the decode
+    else:
+        exif = image.getexif()
+    value = exif.get(_ORIENTATION_TAG, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _png_metadata_after_pixels(data: bytes) -> bool:
+    """Whether a PNG has chunks other than ``IEND`` after its image data (or cannot be walked:
+    then Pillow is asked)."""
+    position, in_pixels = 8, False
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IDAT":
+            in_pixels = True
+        elif in_pixels:
+            return kind != b"IEND"
+        position += 12 + length
+    return True
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -249,6 +277,37 @@ def decode_jpeg_window_resized(
     except ValueError as exc:  # libjpeg's message for any corrupt data
         raise OSError(f"truncated or corrupt JPEG data: {exc}") from None
     return True
+
+
+def decode_png_resized(
+    image: Image.Image | None,
+    data: bytes,
+    box: Box,
+    out: np.ndarray,
+    *,
+    hflip: bool = False,
+    vflip: bool = False,
+) -> bool:
+    """Decode a PNG and resize its ``box`` into ``out`` as :func:`~zerofeed.producer.resize.
+    resize_into` would (Pillow's ``convert("RGB")``, then its bilinear ``resize``), in one pass.
+
+    zerofeed's C accelerator inflates the image data with libdeflate and hands each row to the
+    resize as soon as it is unfiltered; rows below the box are not unfiltered. It takes 8-bit
+    greyscale, grey+alpha, RGB and RGBA PNGs that are not interlaced or animated. Returns False,
+    having written nothing, for any other image, without the accelerator, or when the file's
+    image data does not decode cleanly: the caller then decodes with Pillow, which gives the
+    same pixels or the error of a damaged file.
+    """
+    if (
+        _pngdecode is None
+        or image is None
+        or image.format != "PNG"
+        or image.mode not in _PNG_FAST_MODES
+        or getattr(image, "is_animated", False)
+    ):
+        return False
+    out_height, out_width = out.shape[:2]
+    return _pngdecode.decode_resized(data, box, out, out_width, out_height, hflip, vflip)
 
 
 def _is_windowable_jpeg(image: Image.Image | None) -> bool:

@@ -7,9 +7,11 @@ and generator state give byte-identical pixels on any machine:
 1. geometry: a random resized crop box (torchvision's algorithm, on the upright image) or the whole
    image. A colour, greyscale or CMYK JPEG is decoded only in a window around the box, at the
    smallest libjpeg scale that keeps the box at least the output size, and the window is resized
-   with Pillow's antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); other images
-   are decoded by Pillow and resized by one ``resize(box=...)``. The resize happens on the stored
-   (not yet upright) pixels; only the small result is transposed;
+   with Pillow's antialiased bilinear arithmetic (:mod:`zerofeed.producer.resize`); an 8-bit
+   greyscale or RGB(A) PNG is inflated by libdeflate and resized row by row with the same
+   arithmetic; other images are decoded by Pillow and resized the same way (two passes,
+   horizontal first, whatever order a single Pillow ``resize`` would pick). The resize happens
+   on the stored (not yet upright) pixels; only the small result is transposed;
 2. rotation about the centre, bilinear, same size, black fill;
 3. brightness, 4. contrast, 5. saturation (``PIL.ImageEnhance``), factor in ``[1 - x, 1 + x]``;
 6. custom transforms from plugins, in the spec's order;
@@ -40,7 +42,6 @@ from zerofeed.common.errors import BadSampleError, ConfigError
 from zerofeed.common.transforms import TransformSpec
 from zerofeed.producer import decode, resize
 from zerofeed.producer.geometry import (
-    Box,
     draft_scale,
     random_resized_crop,
     read_window,
@@ -218,7 +219,7 @@ class Renderer:
         if size is not None:  # a plain JPEG: no need to open it in Pillow
             return self._crop_resize_image(data, None, size, 1, rng, out)
         with decode.open_image(data) as image:
-            orientation = decode.exif_orientation(image)
+            orientation = decode.exif_orientation(image, data)
             return self._crop_resize_image(data, image, image.size, orientation, rng, out)
 
     def _crop_resize_image(
@@ -243,17 +244,21 @@ class Renderer:
             flips = (hflip != mirror_h, vflip != mirror_v)
         else:  # stored orientation first; turned upright and flipped below
             target, flips = np.empty((size[1], size[0], 3), np.uint8), (False, False)
-        if decode.decode_jpeg_window_resized(
-            image, data, scale, window, window_box, target, hflip=flips[0], vflip=flips[1]
-        ):
-            if target is out:
-                return None
-            resized = Image.fromarray(target)
-        elif image is None:  # pragma: no cover - plain_jpeg_size accepts only what it decodes
-            raise ValueError("a plain JPEG the accelerator could not decode")
-        else:  # not a JPEG the accelerator takes (PNG, WebP, ...): Pillow decodes and resizes
-            resized = _pillow_crop_resize(image, box, (width, height), size)
-        upright = decode.orient(resized, orientation)
+        hflip_target, vflip_target = flips
+        fast = decode.decode_jpeg_window_resized(
+            image, data, scale, window, window_box, target, hflip=hflip_target, vflip=vflip_target
+        ) or decode.decode_png_resized(
+            image, data, box, target, hflip=hflip_target, vflip=vflip_target
+        )
+        if not fast:  # not a JPEG or PNG the accelerators take (WebP, ...): Pillow decodes
+            if image is None:  # pragma: no cover - plain_jpeg_size accepts only what it decodes
+                raise ValueError("a plain JPEG the accelerator could not decode")
+            pixels, factor = _pillow_decode_rgbx(image, (width, height), size)
+            scaled_box = (box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor)
+            resize.resize_into(pixels, scaled_box, target, hflip=hflip_target, vflip=vflip_target)
+        if target is out:
+            return None
+        upright = decode.orient(Image.fromarray(target), orientation)
         if out is None:
             return upright
         resize.write_image(out, upright, hflip=hflip, vflip=vflip)
@@ -317,18 +322,15 @@ class Renderer:
         return result
 
 
-def _pillow_crop_resize(
-    image: Image.Image, box: Box, region: tuple[int, int], size: tuple[int, int]
-) -> Image.Image:
-    """Any image Pillow reads: reduced-scale decode where libjpeg allows, then one resize."""
+def _pillow_decode_rgbx(
+    image: Image.Image, region: tuple[int, int], size: tuple[int, int]
+) -> tuple[np.ndarray, float]:
+    """Any image Pillow reads, as RGBX, at reduced scale where libjpeg allows (``draft``), with
+    the factor from the file's pixels to the decoded ones. The resize that follows is the one
+    every path uses (:func:`~zerofeed.producer.resize.resize_into`: two passes, horizontal
+    first), so the pixels do not depend on the order a single Pillow ``resize`` picks."""
     factor = decode.draft(image, region, size)
-    decoded = decode.load_rgb(image)
-    return decoded.resize(
-        size,
-        Image.Resampling.BILINEAR,
-        box=(box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor),
-        reducing_gap=None,
-    )
+    return np.asarray(decode.load_rgb(image).convert("RGBX")), factor
 
 
 def _decode_reason(exc: BaseException, data: bytes) -> str:

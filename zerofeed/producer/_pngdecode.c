@@ -152,6 +152,9 @@ static int decode(const png_info *info, int widest, const float box[4], uint8_t 
     size_t stride = (size_t)info->width * info->channels, pitch = stride + 1;
     if (info->height > SIZE_MAX / pitch) return 1;
     size_t raw_len = pitch * info->height, got = 0;
+    /* DEFLATE expands at most 1032-fold: a header promising more than the data can hold is not
+     * worth the allocation (Pillow then says what is wrong with the file) */
+    if (raw_len / 1032 > info->idat_len + 64) return 1;
     uint8_t *raw = malloc(raw_len + ROW_SLACK); /* RGBA rows are resized in place */
     uint8_t *zeros = calloc(1, stride + ROW_SLACK);
     uint8_t *line = malloc((size_t)info->width * 4 + ROW_SLACK);

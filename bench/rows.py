@@ -59,15 +59,23 @@ ROWS: tuple[Row, ...] = (
     Row(
         "tfdata_fused",
         "tf.data decode_and_crop_jpeg",
-        "not antialiased, fused",
+        "not antialiased, fast IDCT (TF's default), fused",
         _CROP + "; only the crop window is decoded",
         "bench.pipelines.tfdata:run_tfdata",
         {"fused": True, "antialias": False},
     ),
     Row(
+        "tfdata_fused_accurate",
+        "tf.data decode_and_crop_jpeg, accurate IDCT",
+        "not antialiased, accurate IDCT (as Pillow and zerofeed), fused",
+        _CROP + "; only the crop window is decoded, with dct_method='INTEGER_ACCURATE'",
+        "bench.pipelines.tfdata:run_tfdata",
+        {"fused": True, "antialias": False, "accurate_idct": True},
+    ),
+    Row(
         "tfdata_fused_fit",
         "tf.data decode_and_crop_jpeg, model.fit",
-        "not antialiased, fused",
+        "not antialiased, fast IDCT (TF's default), fused",
         "as tfdata_fused, plus the same trivial model's training step as zerofeed_fit",
         "bench.pipelines.tfdata:run_tfdata_fit",
         {"fused": True, "antialias": False},
@@ -75,7 +83,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "tfdata_fused_scaled",
         "tf.data decode_and_crop_jpeg, reduced DCT scale",
-        "not antialiased, fused, reduced scale",
+        "not antialiased, fast IDCT (TF's default), fused, reduced scale",
         _CROP + "; only the crop window is decoded, at the largest libjpeg scale (1/8, 1/4, "
         "1/2) that keeps the crop at least 224 px (decode_and_crop_jpeg's ratio), as zerofeed",
         "bench.pipelines.tfdata:run_tfdata",
@@ -105,7 +113,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "tfdata",
         "tf.data decode_jpeg + slice",
-        "not antialiased, not fused",
+        "not antialiased, fast IDCT (TF's default), not fused",
         _CROP,
         "bench.pipelines.tfdata:run_tfdata",
         {"fused": False, "antialias": False},
@@ -113,7 +121,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "tfdata_fused_aa",
         "tf.data decode_and_crop_jpeg",
-        "antialiased, fused",
+        "antialiased, fast IDCT (TF's default), fused",
         _CROP + "; only the crop window is decoded",
         "bench.pipelines.tfdata:run_tfdata",
         {"fused": True, "antialias": True},
@@ -121,7 +129,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "tfdata_aa",
         "tf.data decode_jpeg + slice",
-        "antialiased, not fused",
+        "antialiased, fast IDCT (TF's default), not fused",
         _CROP,
         "bench.pipelines.tfdata:run_tfdata",
         {"fused": False, "antialias": True},

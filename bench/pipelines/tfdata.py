@@ -3,7 +3,10 @@
 ``fused=False`` decodes the whole JPEG, then slices the crop out; ``fused=True`` reads the JPEG
 header for its shape, draws the crop window, and decodes only that window
 (``tf.image.decode_and_crop_jpeg``). ``antialias=True`` filters like Pillow's resampling;
-``antialias=False`` is TF's default bilinear resize, which skips pixels when shrinking.
+``antialias=False`` is TF's default bilinear resize, which skips pixels when shrinking. TF decodes
+JPEGs with libjpeg's fast integer IDCT by default (``dct_method=""``, the same bytes as
+``"INTEGER_FAST"``), less accurate than the one Pillow and zerofeed use;
+``accurate_idct=True`` asks for that one (``"INTEGER_ACCURATE"``).
 """
 
 from __future__ import annotations
@@ -35,23 +38,23 @@ def _crop_window(shape: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return begin, size
 
 
-def _decode_then_crop(path: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+def _decode_then_crop(path: tf.Tensor, dct_method: str = "") -> tf.Tensor:
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method=dct_method)
     begin, size = _crop_window(tf.shape(image))
     return tf.slice(image, begin, size)
 
 
-def _decode_and_crop(path: tf.Tensor) -> tf.Tensor:
+def _decode_and_crop(path: tf.Tensor, dct_method: str = "") -> tf.Tensor:
     data = tf.io.read_file(path)
     begin, size = _crop_window(tf.image.extract_jpeg_shape(data))
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
-    return tf.image.decode_and_crop_jpeg(data, window, channels=3)
+    return tf.image.decode_and_crop_jpeg(data, window, channels=3, dct_method=dct_method)
 
 
 _SCALES = (1, 2, 4, 8)  # libjpeg's scale-downs, as decode_and_crop_jpeg's ratio
 
 
-def _decode_and_crop_scaled(path: tf.Tensor) -> tf.Tensor:
+def _decode_and_crop_scaled(path: tf.Tensor, dct_method: str = "") -> tf.Tensor:
     """The crop window decoded at the largest scale-down that keeps it at least IMAGE_SIZE (what
     zerofeed's producers do): ``ratio`` is an attribute, so one branch per scale."""
     data = tf.io.read_file(path)
@@ -62,7 +65,9 @@ def _decode_and_crop_scaled(path: tf.Tensor) -> tf.Tensor:
     def decode(scale: int):
         def run() -> tf.Tensor:
             window = tf.stack([begin[0], begin[1], size[0], size[1]]) // scale
-            return tf.image.decode_and_crop_jpeg(data, window, channels=3, ratio=scale)
+            return tf.image.decode_and_crop_jpeg(
+                data, window, channels=3, ratio=scale, dct_method=dct_method
+            )
 
         return run
 
@@ -82,12 +87,18 @@ def _any_format(crop, path: tf.Tensor) -> tf.Tensor:
 
 
 def build_dataset(
-    cfg: RunConfig, *, fused: bool, antialias: bool, scaled: bool = False
+    cfg: RunConfig,
+    *,
+    fused: bool,
+    antialias: bool,
+    scaled: bool = False,
+    accurate_idct: bool = False,
 ) -> tf.data.Dataset:
     """The pipeline: ``(uint8 [64, 224, 224, 3], int32 [64])`` batches. A data set with files
     other than JPEGs (the mixed set) has them decoded whole by ``tf.io.decode_image``."""
     paths, labels = read_manifest(cfg.manifest_path)
-    crop = _decode_and_crop_scaled if scaled else _decode_and_crop if fused else _decode_then_crop
+    decode = _decode_and_crop_scaled if scaled else _decode_and_crop if fused else _decode_then_crop
+    crop = functools.partial(decode, dct_method="INTEGER_ACCURATE" if accurate_idct else "")
     if any(not p.lower().endswith((".jpg", ".jpeg")) for p in paths):
         crop = functools.partial(_any_format, crop)
 
@@ -105,10 +116,17 @@ def build_dataset(
 
 
 def run_tfdata(
-    cfg: RunConfig, *, fused: bool, antialias: bool, scaled: bool = False
+    cfg: RunConfig,
+    *,
+    fused: bool,
+    antialias: bool,
+    scaled: bool = False,
+    accurate_idct: bool = False,
 ) -> dict[str, object]:
     """Iterate the dataset (a new iterator each epoch) and time it."""
-    dataset = build_dataset(cfg, fused=fused, antialias=antialias, scaled=scaled)
+    dataset = build_dataset(
+        cfg, fused=fused, antialias=antialias, scaled=scaled, accurate_idct=accurate_idct
+    )
 
     def epoch() -> tuple[int, int, float]:
         images = batches = 0

@@ -134,13 +134,22 @@ def _workers(producer: int) -> int:
 def test_a_producer_grows_to_the_workers_that_pay_and_delivers_exactly_once(
     id_dataset: Path,
 ) -> None:
-    """One worker leaves the second core idle: a second one raises images/s, and stays."""
+    """One worker leaves the second core idle: a second one raises images/s, and stays.
+
+    Each sample also waits 10 ms in a transform (``tests.plugin_slow``), so that the workers, not
+    this test's consumer (which checks every batch on the same two cores), set the pace however
+    busy the machine is: two workers then make twice the images, and the second is kept."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
-    with remote_feed(id_dataset, batch_size=20, image_size=(192, 192), seed=3) as seq:
+    augment = {"custom": {"pause": {"seconds": 0.01}}}
+    with remote_feed(
+        id_dataset, batch_size=20, image_size=(192, 192), seed=3, augment=augment
+    ) as seq:
         producer = start_producer(
             seq.endpoint,
             id_dataset.parent,
+            "--plugin",
+            "tests.plugin_slow",
             "--max-workers",
             "2",
             "--log-level",
@@ -158,7 +167,7 @@ def test_a_producer_grows_to_the_workers_that_pay_and_delivers_exactly_once(
             while time.monotonic() < deadline and not any("keeping them" in x for x in lines):
                 epochs.append([row for i in range(len(seq)) for row in ids_of(seq[i][0])])
                 seq.on_epoch_end()
-            assert _workers(producer.pid) == 2
+            assert _workers(producer.pid) == 2, "".join(lines)  # the producer's log so far
             # The feed's producer-seconds: two workers connected all through the next epochs
             # (2 s of them), between one and two on average since the start (FeedMonitor's
             # divisor).

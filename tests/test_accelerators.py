@@ -278,11 +278,14 @@ def test_png_decode_and_resize_equals_pillow_for_every_row_filter(mode: str, wid
 
 
 def test_png_decode_of_pillows_own_files_equals_pillow() -> None:
-    """Pillow's encoder: its own filter choice and image data split into 64 KiB chunks."""
+    """Pillow's encoder: its own filter choice and image data split into 64 KiB chunks; also a
+    greyscale and an RGB file with a transparent colour (tRNS), which ``convert("RGB")`` ignores."""
     picture = np.asarray(Image.open(io.BytesIO(photo((640, 480), 9))))
-    for mode in PNG_CHANNELS:
+    cases = [(mode, {}) for mode in PNG_CHANNELS]
+    cases += [("L", {"transparency": 7}), ("RGB", {"transparency": (1, 2, 3)})]
+    for mode, options in cases:
         buffer = io.BytesIO()
-        Image.fromarray(picture).convert(mode).save(buffer, "PNG")
+        Image.fromarray(picture).convert(mode).save(buffer, "PNG", **options)
         data = buffer.getvalue()
         with decode.open_image(data) as image:
             out = np.empty((224, 224, 3), np.uint8)

@@ -200,10 +200,30 @@ def png_bytes(
     header = struct.pack(
         ">IIBBBBB", width, height, 8, PNG_COLOUR_TYPES[mode], 0, 0, int(interlaced)
     )
-    chunks = [(b"IHDR", header)]
-    chunks += [(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(cuts)]
-    chunks.append((b"IEND", b""))
-    return b"\x89PNG\r\n\x1a\n" + b"".join(
-        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        for kind, body in chunks
-    )
+    chunks = [png_chunk(b"IHDR", header)]
+    chunks += [png_chunk(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(cuts)]
+    chunks.append(png_chunk(b"IEND", b""))
+    return PNG_SIGNATURE + b"".join(chunks)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body and the CRC of type and body."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks after the signature, each whole (length, type, body, CRC)."""
+    chunks, position = [], len(PNG_SIGNATURE)
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        chunks.append(data[position : position + 12 + length])
+        position += 12 + length
+    return chunks
+
+
+def png_image_data(data: bytes) -> bytes:
+    """A PNG's zlib stream: its image data (IDAT) chunks' bodies, joined."""
+    return b"".join(chunk[8:-4] for chunk in png_chunks(data) if chunk[4:8] == b"IDAT")

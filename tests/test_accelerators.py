@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import png_bytes, write_image, write_truncated_jpeg
+from tests.images import (
+    PNG_SIGNATURE,
+    png_bytes,
+    png_chunk,
+    png_image_data,
+    write_image,
+    write_truncated_jpeg,
+)
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.plan import sample_rng
 from zerofeed.common.transforms import parse_augment
@@ -297,7 +304,7 @@ def test_png_decode_of_pillows_own_files_equals_pillow() -> None:
 def test_png_decode_declines_what_it_does_not_take_and_writes_nothing() -> None:
     pixels = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     good = png_bytes(pixels, "RGB")
-    rows = zlib.decompress(b"".join(_image_data(good)))
+    rows = zlib.decompress(png_image_data(good))
     stream = zlib.compress(rows)
 
     def saved(image: Image.Image, **options: object) -> bytes:
@@ -338,29 +345,15 @@ def _canvas() -> tuple[np.ndarray, int, int]:
     return np.full((8, 8, 3), 77, np.uint8), 8, 8
 
 
-def _image_data(data: bytes) -> list[bytes]:
-    """The payloads of a PNG's image data (IDAT) chunks."""
-    payloads, position = [], 8
-    while position < len(data):
-        (length,) = struct.unpack(">I", data[position : position + 4])
-        if data[position + 4 : position + 8] == b"IDAT":
-            payloads.append(data[position + 8 : position + 8 + length])
-        position += 12 + length
-    return payloads
-
-
 def _with_header(data: bytes, width: int, height: int) -> bytes:
     """``data`` with its header's size replaced (and the header's CRC made right again)."""
-    body = struct.pack(">II", width, height) + data[24:29]
-    ihdr = struct.pack(">I", 13) + b"IHDR" + body + struct.pack(">I", zlib.crc32(b"IHDR" + body))
-    return data[:8] + ihdr + data[8 + 25 :]
+    header = png_chunk(b"IHDR", struct.pack(">II", width, height) + data[24:29])
+    return PNG_SIGNATURE + header + data[8 + 25 :]
 
 
 def _with_image_data(data: bytes, stream: bytes) -> bytes:
     """``data`` (a signature, IHDR, image data chunks, IEND) with one IDAT chunk of ``stream``."""
-    idat = struct.pack(">I", len(stream)) + b"IDAT" + stream
-    idat += struct.pack(">I", zlib.crc32(b"IDAT" + stream))
-    return data[: 8 + 25] + idat + data[-12:]
+    return data[: 8 + 25] + png_chunk(b"IDAT", stream) + data[-12:]
 
 
 def test_png_decode_of_damaged_image_data_gives_pillows_pixels_or_declines() -> None:
@@ -375,7 +368,7 @@ def test_png_decode_of_damaged_image_data_gives_pillows_pixels_or_declines() -> 
         shape = (int(rng.integers(5, 40)), int(rng.integers(5, 40)), PNG_CHANNELS[mode])
         pixels = rng.integers(0, 256, shape, dtype=np.uint8).squeeze(axis=2 if mode == "L" else ())
         good = png_bytes(pixels, mode)
-        rows = bytearray(zlib.decompress(b"".join(_image_data(good))))
+        rows = bytearray(zlib.decompress(png_image_data(good)))
         for _ in range(int(rng.integers(1, 6))):
             rows[int(rng.integers(0, len(rows)))] = int(rng.integers(0, 6 if case % 2 else 256))
         if case % 5 == 0:
@@ -413,7 +406,7 @@ def resize_with_pillow(
 def test_a_damaged_png_is_the_bad_sample_pillow_makes_of_it(tmp_path: pathlib.Path) -> None:
     pixels = np.random.default_rng(4).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     good = png_bytes(pixels, "RGB")
-    rows = zlib.decompress(b"".join(_image_data(good)))
+    rows = zlib.decompress(png_image_data(good))
     path = tmp_path / "damaged.png"
     path.write_bytes(_with_image_data(good, zlib.compress(b"\x09" + rows[1:])))  # no filter 9
     renderer = Renderer(image_size=(16, 16), spec=parse_augment({}))

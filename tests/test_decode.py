@@ -14,6 +14,7 @@ from tests.images import (
     QUADRANTS,
     assert_quadrants,
     pattern,
+    png_chunks,
     region_mean,
     save,
     stored_for_orientation,
@@ -255,16 +256,6 @@ def test_quadrant_colours_are_distinct() -> None:
     assert len(set(colours)) == 4
 
 
-def _chunks(data: bytes) -> list[bytes]:
-    """A PNG's chunks after the signature, each whole (length, type, body, CRC)."""
-    chunks, position = [], 8
-    while position < len(data):
-        length = int.from_bytes(data[position : position + 4], "big")
-        chunks.append(data[position : position + 12 + length])
-        position += 12 + length
-    return chunks
-
-
 @pytest.mark.parametrize("where", ["before the pixels", "after the pixels"])
 def test_a_pngs_orientation_is_found_before_or_after_its_pixels(
     tmp_path: pathlib.Path, where: str
@@ -272,7 +263,7 @@ def test_a_pngs_orientation_is_found_before_or_after_its_pixels(
     """Pillow reads chunks after the image data only when it decodes it: given the file's bytes,
     the pixels are not decoded for the orientation unless such chunks are there."""
     path = write_image(tmp_path / "o.png", size=(64, 48), exif_orientation=6)
-    chunks = _chunks(path.read_bytes())
+    chunks = png_chunks(path.read_bytes())
     exif = next(chunk for chunk in chunks if chunk[4:8] == b"eXIf")
     if where == "after the pixels":
         chunks.remove(exif)

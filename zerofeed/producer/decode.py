@@ -69,7 +69,6 @@ _TRANSPOSES: tuple[Image.Transpose | None, ...] = (
 )
 _WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _WINDOWABLE_MODES = ("RGB", "L", "CMYK")  # JPEG modes the windowed decoders take
-_PNG_FAST_MODES = ("RGB", "RGBA", "L", "LA")  # PNG modes _pngdecode takes (when 8 bits a sample)
 
 
 def open_image(source: pathlib.Path | bytes) -> Image.Image:
@@ -298,14 +297,8 @@ def decode_png_resized(
     image data does not decode cleanly: the caller then decodes with Pillow, which gives the
     same pixels or the error of a damaged file.
     """
-    if (
-        _pngdecode is None
-        or image is None
-        or image.format != "PNG"
-        or image.mode not in _PNG_FAST_MODES
-        or getattr(image, "is_animated", False)
-    ):
-        return False
+    if _pngdecode is None or image is None or image.format != "PNG":
+        return False  # which PNGs it takes, the C module alone decides (from the file's header)
     out_height, out_width = out.shape[:2]
     return _pngdecode.decode_resized(data, box, out, out_width, out_height, hflip, vflip)
 

@@ -23,7 +23,7 @@ setup(
         Extension(
             "zerofeed.producer._jpegwindow",
             ["zerofeed/producer/_jpegwindow.c"],
-            depends=[_CORE],
+            depends=[_CORE, "zerofeed/producer/_jpeg_huffman.h"],
             libraries=["jpeg"],
             extra_compile_args=_FLAGS,
             optional=True,

@@ -6,6 +6,7 @@ horizontal gradient and a little seeded noise: orientation, crops and flips all 
 
 from __future__ import annotations
 
+import io
 import itertools
 import pathlib
 import struct
@@ -227,3 +228,49 @@ def png_chunks(data: bytes) -> list[bytes]:
 def png_image_data(data: bytes) -> bytes:
     """A PNG's zlib stream: its image data (IDAT) chunks' bodies, joined."""
     return b"".join(chunk[8:-4] for chunk in png_chunks(data) if chunk[4:8] == b"IDAT")
+
+
+SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+# What the windowed decoders take: colour JPEGs of each subsampling, greyscale and CMYK ones.
+KINDS = {
+    **{name: (value, "RGB") for name, value in SUBSAMPLINGS.items()},
+    "grey": (2, "L"),
+    "cmyk": (2, "CMYK"),
+}
+
+
+def photo(
+    size: tuple[int, int],
+    seed: int,
+    *,
+    subsampling: int = 2,
+    progressive: bool = False,
+    mode: str = "RGB",
+    quality: int = 90,
+    noise: int = 20,
+    **options: Any,
+) -> bytes:
+    """A noisy, smooth picture as a JPEG (libjpeg's work looks like a real photo's); ``mode``
+    ``"L"`` saves it greyscale (one component), ``"CMYK"`` as Adobe CMYK (four); ``options`` go
+    to Pillow's JPEG writer (``optimize``, ``restart_marker_blocks``, ...)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+    grain = rng.integers(-noise, noise, (size[1], size[0], 3))
+    noisy = np.asarray(image).astype(np.int16) + grain
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert(mode).save(
+        buffer,
+        "JPEG",
+        quality=quality,
+        subsampling=subsampling,
+        progressive=progressive,
+        **options,
+    )
+    return buffer.getvalue()
+
+
+def random_window(size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    x0, x1 = sorted(int(v) for v in rng.integers(0, size[0], 2))
+    y0, y1 = sorted(int(v) for v in rng.integers(0, size[1], 2))
+    return (x0, y0, x1 + 1, y1 + 1)

@@ -17,10 +17,13 @@ import pytest
 from PIL import Image
 
 from tests.images import (
+    KINDS,
     PNG_SIGNATURE,
+    photo,
     png_bytes,
     png_chunk,
     png_image_data,
+    random_window,
     write_image,
     write_truncated_jpeg,
 )
@@ -30,41 +33,6 @@ from zerofeed.common.transforms import parse_augment
 from zerofeed.producer import decode, resize
 from zerofeed.producer.geometry import scaled_size
 from zerofeed.producer.render import Renderer
-
-SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
-# What the windowed decoders take: colour JPEGs of each subsampling, greyscale and CMYK ones.
-KINDS = {
-    **{name: (value, "RGB") for name, value in SUBSAMPLINGS.items()},
-    "grey": (2, "L"),
-    "cmyk": (2, "CMYK"),
-}
-
-
-def photo(
-    size: tuple[int, int],
-    seed: int,
-    *,
-    subsampling: int = 2,
-    progressive: bool = False,
-    mode: str = "RGB",
-) -> bytes:
-    """A noisy, smooth picture as a JPEG (libjpeg's work looks like a real photo's); ``mode``
-    ``"L"`` saves it greyscale (one component), ``"CMYK"`` as Adobe CMYK (four)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
-    image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
-    noisy = np.asarray(image).astype(np.int16) + rng.integers(-20, 20, (size[1], size[0], 3))
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert(mode).save(
-        buffer, "JPEG", quality=90, subsampling=subsampling, progressive=progressive
-    )
-    return buffer.getvalue()
-
-
-def random_window(size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
-    x0, x1 = sorted(int(v) for v in rng.integers(0, size[0], 2))
-    y0, y1 = sorted(int(v) for v in rng.integers(0, size[1], 2))
-    return (x0, y0, x1 + 1, y1 + 1)
 
 
 def test_the_accelerators_are_built_here() -> None:

@@ -13,13 +13,17 @@
  *   EXIF/XMP orientation, not a multi-picture file), so a producer can crop and decode it without
  *   opening it in Pillow
  *
- * decode_window(data, scale_num, x0, y0, width, height, out) -> None
+ * decode_window(data, scale_num, x0, y0, width, height, out[, entropy]) -> None
  *   data:      the JPEG file (any buffer)
  *   scale_num: 1..8, decode at scale_num/8 of the stored size
  *   x0, y0, width, height: the window, in pixels of the scaled image (within it)
  *   out:       writable C-contiguous buffer of exactly height * width * 4 bytes (RGBX)
+ *   entropy:   which Huffman decoder reads the scan: 1 (the default) this module's where it can
+ *              (_jpeg_huffman.h), else libjpeg-turbo's; 0 libjpeg-turbo's; 2 this module's or a
+ *              ValueError where it declines (0 and 2 are for tests). The pixels do not depend
+ *              on it.
  * decode_resized(data, scale_num, x0, y0, width, height, box, out, out_width, out_height,
- *                hflip, vflip[, widest]) -> None
+ *                hflip, vflip[, widest[, entropy]]) -> None
  *   the same window, resized as _resample.resize_into(window, width, height, box, out, ...)
  *   would, with the same pixels: each row goes through the horizontal pass as it is decoded,
  *   so the window never exists as a whole, and only the rows the resize reads are decoded
@@ -35,7 +39,13 @@
 
 #include <jpeglib.h>
 
+#include "_jpeg_huffman.h"
 #include "_resample_core.h"
+
+/* Which Huffman decoder reads the scan: libjpeg's, this module's where it can
+ * (_jpeg_huffman.h), or this module's only, an error where it declines (for tests). */
+enum { ENTROPY_LIBJPEG = 0, ENTROPY_FAST = 1, ENTROPY_FAST_ONLY = 2 };
+#define DECODE_DECLINED (-4)
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -85,16 +95,19 @@ typedef void (*row_sink)(void *sink, JDIMENSION index, const unsigned char *pixe
 
 /* Decode rows [first, first + rows) of the window (x0, y0, width, height) of the image at
  * scale_num/8 and hand each to `sink`. 0, or negative with `message` set. */
-static int decode_rows(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
-                       JDIMENSION y0, JDIMENSION width, JDIMENSION height, JDIMENSION first,
-                       JDIMENSION rows, row_sink sink, void *sink_state, char *message) {
+static int decode_rows_once(const unsigned char *data, size_t size, int scale_num,
+                            JDIMENSION x0, JDIMENSION y0, JDIMENSION width, JDIMENSION height,
+                            JDIMENSION first, JDIMENSION rows, row_sink sink, void *sink_state,
+                            int entropy, char *message) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
     JSAMPLE *volatile row = NULL;
+    huffman_decoder *volatile huffman = NULL;
     use_errors(&cinfo, &err);
     if (setjmp(err.escape)) {
         jpeg_destroy_decompress(&cinfo);
         free(row);
+        huffman_free(huffman);
         strncpy(message, err.message, JMSG_LENGTH_MAX);
         return -1;
     }
@@ -135,11 +148,20 @@ static int decode_rows(const unsigned char *data, size_t size, int scale_num, JD
         snprintf(message, JMSG_LENGTH_MAX, "out of memory for a %u pixel row", crop_width);
         return -3;
     }
+    if (entropy != ENTROPY_LIBJPEG) {
+        huffman = huffman_install(&cinfo);
+        if (huffman == NULL && entropy == ENTROPY_FAST_ONLY) {
+            free(row);
+            jpeg_destroy_decompress(&cinfo);
+            return DECODE_DECLINED;
+        }
+    }
     JDIMENSION skip = y0 + first;
     if (skip > 0 && jpeg_skip_scanlines(&cinfo, skip) != skip) {
         snprintf(message, JMSG_LENGTH_MAX, "could not skip %u rows", skip);
         free(row);
         jpeg_destroy_decompress(&cinfo);
+        huffman_free(huffman);
         return -1;
     }
     size_t offset = (size_t)(x0 - crop_x) * 4;
@@ -149,6 +171,7 @@ static int decode_rows(const unsigned char *data, size_t size, int scale_num, JD
             snprintf(message, JMSG_LENGTH_MAX, "premature end of data at row %u", skip + y);
             free(row);
             jpeg_destroy_decompress(&cinfo);
+            huffman_free(huffman);
             return -1;
         }
         if (cmyk) cmyk_to_rgbx(row + offset, width);
@@ -157,7 +180,28 @@ static int decode_rows(const unsigned char *data, size_t size, int scale_num, JD
     free(row);
     int warned = err.warned;
     jpeg_destroy_decompress(&cinfo); /* abandons the rows after the window: never decoded */
+    int declined = huffman != NULL && huffman->declined;
+    huffman_free(huffman);
+    if (declined) return DECODE_DECLINED;
     return warned ? -1 : 0;
+}
+
+/* decode_rows_once with the given Huffman decoder; where this module's declines, the image is
+ * decoded again with libjpeg's, as if this module's had never been tried (the sinks take each
+ * row again, in place). */
+static int decode_rows(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
+                       JDIMENSION y0, JDIMENSION width, JDIMENSION height, JDIMENSION first,
+                       JDIMENSION rows, row_sink sink, void *sink_state, int entropy,
+                       char *message) {
+    int status = decode_rows_once(data, size, scale_num, x0, y0, width, height, first, rows,
+                                  sink, sink_state, entropy, message);
+    if (status != DECODE_DECLINED) return status;
+    if (entropy == ENTROPY_FAST_ONLY) {
+        snprintf(message, JMSG_LENGTH_MAX, "the fast Huffman decoder declined this JPEG");
+        return -1;
+    }
+    return decode_rows_once(data, size, scale_num, x0, y0, width, height, first, rows, sink,
+                            sink_state, ENTROPY_LIBJPEG, message);
 }
 
 typedef struct {
@@ -228,7 +272,9 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
     Py_buffer data, out;
     int scale_num;
     unsigned int x0, y0, width, height;
-    if (!PyArg_ParseTuple(args, "y*iIIIIw*", &data, &scale_num, &x0, &y0, &width, &height, &out))
+    int entropy = ENTROPY_FAST;
+    if (!PyArg_ParseTuple(args, "y*iIIIIw*|i", &data, &scale_num, &x0, &y0, &width, &height,
+                          &out, &entropy))
         return NULL;
     PyObject *result = NULL;
     if (scale_num < 1 || scale_num > 8) {
@@ -244,7 +290,7 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         window_copy copy = {out.buf, (size_t)width * 4};
         status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height, 0,
-                             height, copy_row, &copy, message);
+                             height, copy_row, &copy, entropy, message);
         Py_END_ALLOW_THREADS
         result = none_or_error(status, message);
     }
@@ -259,9 +305,10 @@ static PyObject *decode_resized(PyObject *self, PyObject *args) {
     unsigned int x0, y0, width, height;
     float box[4];
     int widest = 2; /* as _resample.resize_into's: lower values are for tests */
-    if (!PyArg_ParseTuple(args, "y*iIIII(ffff)w*iipp|i", &data, &scale_num, &x0, &y0, &width,
+    int entropy = ENTROPY_FAST;
+    if (!PyArg_ParseTuple(args, "y*iIIII(ffff)w*iipp|ii", &data, &scale_num, &x0, &y0, &width,
                           &height, &box[0], &box[1], &box[2], &box[3], &out, &out_w, &out_h,
-                          &hflip, &vflip, &widest))
+                          &hflip, &vflip, &widest, &entropy))
         return NULL;
     PyObject *result = NULL;
     if (scale_num < 1 || scale_num > 8) {
@@ -277,7 +324,7 @@ static PyObject *decode_resized(PyObject *self, PyObject *args) {
         if (status == 0) {
             status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height,
                                  (JDIMENSION)r.first, (JDIMENSION)(r.last - r.first),
-                                 resample_row, &r, message);
+                                 resample_row, &r, entropy, message);
             if (status == 0) resampler_finish(&r, out.buf, hflip, vflip);
         } else {
             snprintf(message, JMSG_LENGTH_MAX, "out of memory to resize a %ux%u window", width,
@@ -297,18 +344,20 @@ static PyMethodDef methods[] = {
      "plain_jpeg_size(data): (width, height) of a colour, greyscale or CMYK JPEG without "
      "APP1/APP2 markers, else None."},
     {"decode_window", decode_window, METH_VARARGS,
-     "decode_window(data, scale_num, x0, y0, width, height, out): decode a window of a JPEG at "
-     "scale_num/8 into out (height x width x 4 bytes, RGBX)."},
+     "decode_window(data, scale_num, x0, y0, width, height, out[, entropy]): decode a window of "
+     "a JPEG at scale_num/8 into out (height x width x 4 bytes, RGBX)."},
     {"decode_resized", decode_resized, METH_VARARGS,
      "decode_resized(data, scale_num, x0, y0, width, height, box, out, out_width, out_height, "
-     "hflip, vflip[, widest]): decode the window as decode_window would and resize its box into "
-     "out (packed RGB) as _resample.resize_into would, one row at a time."},
+     "hflip, vflip[, widest[, entropy]]): decode the window as decode_window would and resize "
+     "its box into out (packed RGB) as _resample.resize_into would, one row at a time."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_jpegwindow",
-    "Windowed, DCT-scaled JPEG decoding with libjpeg-turbo (optional accelerator).", -1, methods,
+    "Windowed, DCT-scaled JPEG decoding with libjpeg-turbo and a faster Huffman decoder "
+    "(optional accelerator).",
+    -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__jpegwindow(void) { return PyModule_Create(&module); }

@@ -1,7 +1,15 @@
 import numpy as np
 
 def decode_window(
-    data: bytes, scale_num: int, x0: int, y0: int, width: int, height: int, out: np.ndarray, /
+    data: bytes,
+    scale_num: int,
+    x0: int,
+    y0: int,
+    width: int,
+    height: int,
+    out: np.ndarray,
+    entropy: int = 1,
+    /,
 ) -> None: ...
 def plain_jpeg_size(data: bytes, /) -> tuple[int, int] | None: ...
 def decode_resized(
@@ -18,5 +26,6 @@ def decode_resized(
     hflip: bool,
     vflip: bool,
     widest: int = 2,
+    entropy: int = 1,
     /,
 ) -> None: ...

@@ -1,0 +1,210 @@
+"""zerofeed's Huffman decoder gives libjpeg's coefficients, or hands the image back to libjpeg.
+
+The windowed JPEG accelerator reads sequential scans with its own Huffman decoder
+(``zerofeed/producer/_jpeg_huffman.h``). Each test decodes the same JPEG with libjpeg's Huffman
+decoder (``LIBJPEG``), with zerofeed's where it can (``FAST``, what producers use), and with
+zerofeed's alone (``FAST_ONLY``: an error where it declines, to show which path ran), and
+compares the bytes, or the errors.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from tests.images import KINDS, photo, random_window
+from zerofeed.producer import decode
+from zerofeed.producer.geometry import scaled_size
+
+LIBJPEG, FAST, FAST_ONLY = 0, 1, 2
+DECLINED = "the fast Huffman decoder declined this JPEG"
+FAST_TABLE_BITS = 10  # HUFFMAN_FAST_BITS: longer codes take the bit-by-bit path
+
+Window = tuple[int, int, int, int, int]  # scale_num, x0, y0, width, height
+
+
+def decode_window(data: bytes, window: Window, entropy: int) -> np.ndarray | str:
+    """The window's RGB pixels, or the decoder's error message."""
+    if decode._jpegwindow is None:
+        pytest.fail("build with libjpeg-turbo headers: see setup.py")
+    scale_num, x0, y0, width, height = window
+    out = np.zeros((height, width, 4), np.uint8)
+    try:
+        decode._jpegwindow.decode_window(data, scale_num, x0, y0, width, height, out, entropy)
+    except ValueError as error:
+        return str(error)
+    return out[..., :3]
+
+
+def decode_resized(data: bytes, window: Window, entropy: int) -> np.ndarray | str:
+    """The window resized to 37x29 (flipped both ways), or the decoder's error message."""
+    if decode._jpegwindow is None:
+        pytest.fail("build with libjpeg-turbo headers: see setup.py")
+    scale_num, x0, y0, width, height = window
+    out = np.zeros((29, 37, 3), np.uint8)
+    box = (0.0, 0.0, float(width), float(height))
+    try:
+        decode._jpegwindow.decode_resized(
+            data, scale_num, x0, y0, width, height, box, out, 37, 29, True, True, 2, entropy
+        )
+    except ValueError as error:
+        return str(error)
+    return out
+
+
+def same(left: np.ndarray | str, right: np.ndarray | str) -> bool:
+    if isinstance(left, str) or isinstance(right, str):
+        return left == right
+    return np.array_equal(left, right)
+
+
+def windows(data: bytes, rng: np.random.Generator, count: int) -> list[Window]:
+    """The whole image at every DCT scale, then ``count`` random windows at random scales."""
+    size = decode.open_image(data).size
+    whole = [(scale_num, 0, 0, *scaled_size(size, 8 // scale_num)) for scale_num in (8, 4, 2, 1)]
+    chosen: list[Window] = []
+    for _ in range(count):
+        scale_num = int(rng.choice([1, 2, 3, 4, 5, 6, 7, 8]))
+        scaled = (-(-size[0] * scale_num // 8), -(-size[1] * scale_num // 8))
+        x0, y0, x1, y1 = random_window(scaled, rng)
+        chosen.append((scale_num, x0, y0, x1 - x0, y1 - y0))
+    return whole + chosen
+
+
+def code_lengths(data: bytes) -> set[int]:
+    """The lengths of the Huffman codes a JPEG's DHT segments define."""
+    lengths: set[int] = set()
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, size = data[at + 1], struct.unpack(">H", data[at + 2 : at + 4])[0]
+        if marker == 0xC4:
+            table = at + 4
+            while table < at + 2 + size:
+                counts = data[table + 1 : table + 17]
+                lengths |= {length + 1 for length, count in enumerate(counts) if count}
+                table += 17 + sum(counts)
+        if marker == 0xDA:
+            break
+        at += 2 + size
+    return lengths
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("quality", [30, 90, 100])
+def test_sequential_jpegs_take_the_fast_decoder_and_give_libjpegs_pixels(
+    kind: str, quality: int
+) -> None:
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng([quality, subsampling, len(mode)])
+    for size in ((517, 333), (64, 64), (9, 7)):
+        data = photo(
+            size, int(rng.integers(1000)), subsampling=subsampling, mode=mode, quality=quality
+        )
+        for window in windows(data, rng, 6):
+            fast = decode_window(data, window, FAST_ONLY)
+            assert not isinstance(fast, str), (size, window, fast)
+            assert same(fast, decode_window(data, window, LIBJPEG)), (size, window)
+        window = windows(data, rng, 1)[-1]
+        assert same(decode_resized(data, window, FAST_ONLY), decode_resized(data, window, LIBJPEG))
+
+
+@pytest.mark.parametrize("kind", ["4:4:4", "4:2:0", "grey"])
+def test_codes_longer_than_the_fast_table_and_the_largest_values(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optimised tables for noise at quality 100 give codes of up to 16 bits and coefficients of
+    every size; blocks alternating black and white give the largest DC differences."""
+    monkeypatch.setattr(ImageFile, "MAXBLOCK", 1 << 22)  # optimised noise outgrows Pillow's guess
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng(len(kind))
+    noisy = photo(
+        (300, 200),
+        3,
+        subsampling=subsampling,
+        mode=mode,
+        quality=100,
+        noise=127,
+        optimize=True,
+    )
+    assert max(code_lengths(noisy)) > FAST_TABLE_BITS
+    blocks = np.kron(np.indices((25, 38)).sum(axis=0) % 2, np.ones((8, 8))) * 255
+    buffer = io.BytesIO()
+    Image.fromarray(blocks.astype(np.uint8)).convert(mode).save(
+        buffer, "JPEG", quality=100, subsampling=subsampling
+    )
+    for data in (noisy, buffer.getvalue()):
+        for window in windows(data, rng, 8):
+            fast = decode_window(data, window, FAST_ONLY)
+            assert not isinstance(fast, str), (window, fast)
+            assert same(fast, decode_window(data, window, LIBJPEG)), window
+
+
+@pytest.mark.parametrize(
+    "options", [{"progressive": True}, {"restart_marker_blocks": 3}, {"restart_marker_rows": 1}]
+)
+def test_scans_it_does_not_follow_are_left_to_libjpeg(options: dict[str, object]) -> None:
+    data = photo((131, 77), 8, **options)
+    rng = np.random.default_rng(1)
+    for window in windows(data, rng, 4):
+        assert same(decode_window(data, window, FAST_ONLY), DECLINED)
+        fast = decode_window(data, window, FAST)
+        assert not isinstance(fast, str)
+        assert same(fast, decode_window(data, window, LIBJPEG)), window
+
+
+def damaged(data: bytes, rng: np.random.Generator) -> bytes:
+    """``data`` with its scan damaged in one of the ways files are: a byte changed, a 0xFF byte
+    or a marker where data should be, a run of random bytes, or the file cut short."""
+    scan = (
+        data.index(b"\xff\xda")
+        + 2
+        + struct.unpack(">H", data[data.index(b"\xff\xda") + 2 :][:2])[0]
+    )
+    at = int(rng.integers(scan, len(data) - 2))
+    damage = int(rng.integers(6))
+    if damage == 0:
+        return data[:at] + bytes([int(rng.integers(256))]) + data[at + 1 :]
+    if damage == 1:
+        return data[:at] + b"\xff" + data[at + 1 :]
+    if damage == 2:
+        marker = bytes([0xFF, int(rng.choice([0xD0, 0xD3, 0xD9, 0xC4, 0xFF, 0x01]))])
+        return data[:at] + marker + data[at:]
+    if damage == 3:
+        return data[:at] + rng.bytes(int(rng.integers(1, 40))) + data[at + 40 :]
+    if damage == 4:
+        return data[:at]
+    return data[:-2]  # no end-of-image marker
+
+
+def test_damaged_scans_give_libjpegs_pixels_or_libjpegs_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the damage, the producer's result is libjpeg's: the fast decoder takes what it
+    decodes exactly as libjpeg does and declines the rest."""
+    monkeypatch.setattr(ImageFile, "MAXBLOCK", 1 << 22)  # optimised noise outgrows Pillow's guess
+    rng = np.random.default_rng(2026)
+    originals = [
+        photo((203, 151), 1),
+        photo((96, 80), 2, subsampling=0),
+        photo((120, 90), 3, mode="L"),
+        photo((160, 112), 4, quality=100, noise=60, optimize=True),
+    ]
+    taken = declined = 0
+    for case in range(400):
+        data = damaged(originals[case % len(originals)], rng)
+        window = windows(data, rng, 1)[-1] if case % 3 else windows(data, rng, 0)[0]
+        libjpeg = decode_window(data, window, LIBJPEG)
+        assert same(decode_window(data, window, FAST), libjpeg), (case, window)
+        only = decode_window(data, window, FAST_ONLY)
+        if isinstance(only, str) and only == DECLINED:
+            declined += 1
+        else:
+            taken += 1
+            assert same(only, libjpeg), (case, window)
+        if case % 4 == 0:  # the resize sees every row again when the fast decoder declines
+            assert same(decode_resized(data, window, FAST), decode_resized(data, window, LIBJPEG))
+    assert taken > 100 and declined > 50, (taken, declined)

@@ -143,11 +143,28 @@ def test_codes_longer_than_the_fast_table_and_the_largest_values(
             assert same(fast, decode_window(data, window, LIBJPEG)), window
 
 
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "grey", "cmyk"])
 @pytest.mark.parametrize(
-    "options", [{"progressive": True}, {"restart_marker_blocks": 3}, {"restart_marker_rows": 1}]
+    "restarts",
+    [{"restart_marker_blocks": 1}, {"restart_marker_blocks": 3}, {"restart_marker_rows": 1}],
 )
-def test_scans_it_does_not_follow_are_left_to_libjpeg(options: dict[str, object]) -> None:
-    data = photo((131, 77), 8, **options)
+def test_scans_with_restart_markers_take_the_fast_decoder(
+    kind: str, restarts: dict[str, int]
+) -> None:
+    """After each interval the DC predictions start again from 0, past the next RSTn marker."""
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng([*restarts.values(), subsampling, len(mode)])
+    for size in ((203, 131), (61, 45)):
+        data = photo(size, int(rng.integers(1000)), subsampling=subsampling, mode=mode, **restarts)
+        assert b"\xff\xdd" in data  # a DRI segment: restart markers follow
+        for window in windows(data, rng, 6):
+            fast = decode_window(data, window, FAST_ONLY)
+            assert not isinstance(fast, str), (size, window, fast)
+            assert same(fast, decode_window(data, window, LIBJPEG)), (size, window)
+
+
+def test_progressive_scans_are_left_to_libjpeg() -> None:
+    data = photo((131, 77), 8, progressive=True)
     rng = np.random.default_rng(1)
     for window in windows(data, rng, 4):
         assert same(decode_window(data, window, FAST_ONLY), DECLINED)
@@ -158,20 +175,29 @@ def test_scans_it_does_not_follow_are_left_to_libjpeg(options: dict[str, object]
 
 def damaged(data: bytes, rng: np.random.Generator) -> bytes:
     """``data`` with its scan damaged in one of the ways files are: a byte changed, a 0xFF byte
-    or a marker where data should be, a run of random bytes, or the file cut short."""
+    or a marker where data should be, a restart marker out of turn, a run of random bytes, or the
+    file cut short."""
     scan = (
         data.index(b"\xff\xda")
         + 2
         + struct.unpack(">H", data[data.index(b"\xff\xda") + 2 :][:2])[0]
     )
     at = int(rng.integers(scan, len(data) - 2))
-    damage = int(rng.integers(6))
+    restarts = [
+        i for i in range(scan, len(data) - 1) if data[i] == 0xFF and 0xD0 <= data[i + 1] <= 0xD7
+    ]
+    damage = int(rng.integers(7 if restarts else 6))
+    if damage == 6:  # a restart marker out of turn
+        at = int(rng.choice(restarts)) + 1
+        return data[:at] + bytes([0xD0 + (data[at] + int(rng.integers(1, 8))) % 8]) + data[at + 1 :]
     if damage == 0:
         return data[:at] + bytes([int(rng.integers(256))]) + data[at + 1 :]
     if damage == 1:
         return data[:at] + b"\xff" + data[at + 1 :]
     if damage == 2:
-        marker = bytes([0xFF, int(rng.choice([0xD0, 0xD3, 0xD9, 0xC4, 0xFF, 0x01]))])
+        marker = bytes([0xFF, int(rng.choice([0xD0, 0xD1, 0xD3, 0xD9, 0xC4, 0xFF, 0x01]))])
+        if rng.integers(2):  # in place of the bytes there, which may be a restart marker
+            return data[:at] + marker + data[at + 2 :]
         return data[:at] + marker + data[at:]
     if damage == 3:
         return data[:at] + rng.bytes(int(rng.integers(1, 40))) + data[at + 40 :]
@@ -192,6 +218,7 @@ def test_damaged_scans_give_libjpegs_pixels_or_libjpegs_error(
         photo((96, 80), 2, subsampling=0),
         photo((120, 90), 3, mode="L"),
         photo((160, 112), 4, quality=100, noise=60, optimize=True),
+        photo((150, 100), 5, restart_marker_blocks=2),
     ]
     taken = declined = 0
     for case in range(400):

@@ -10,11 +10,11 @@
  *     the run, the value and the length of code and extra bits together.
  * The coefficients are libjpeg's. Where libjpeg would do anything but decode a well-formed scan
  * (a code no table has, a run past the end of a block, a scan that ends in the middle of an
- * MCU), this decoder declines: it stops decoding, sets `declined`, and the caller decodes the
- * image again with libjpeg's decoder, which then does what it always did (warnings included).
- * It does not take scans it cannot follow exactly: progressive, arithmetic-coded, lossless or
- * 12-bit ones, and ones with restart markers; it declines a file that ends without a marker
- * after the scan when it gets there.
+ * MCU, a restart marker missing, out of turn or after stray data), this decoder declines: it
+ * stops decoding, sets `declined`, and the caller decodes the image again with libjpeg's
+ * decoder, which then does what it always did (warnings included). It does not take scans it
+ * cannot follow exactly (progressive, arithmetic-coded, lossless or 12-bit ones), and it
+ * declines a file that ends without a marker after the scan when it gets there.
  *
  * libjpeg has no API for this. Its modules are objects with method pointers, and the entropy
  * decoder's first two members have been `start_pass` and `decode_mcu` since IJG's release 6
@@ -72,6 +72,9 @@ typedef struct {
     huffman_reader reader;
     int last_dc[MAX_COMPS_IN_SCAN];
     int blocks;
+    unsigned int restart_interval; /* MCUs between restart markers, 0 for none */
+    unsigned int restarts_to_go;   /* MCUs before the next marker */
+    int next_restart;              /* its number, 0-7 (RST0-RST7) */
     int component_of[D_MAX_BLOCKS_IN_MCU];
     boolean dc_needed[D_MAX_BLOCKS_IN_MCU];
     boolean ac_needed[D_MAX_BLOCKS_IN_MCU];
@@ -226,9 +229,34 @@ static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOE
     return k;
 }
 
+/* Moves past the restart marker that ends an interval, as libjpeg's process_restart does for a
+ * well-formed one: what is left of the last byte is padding, the marker is the next RSTn, and
+ * the DC predictions start again from 0. 0 where the interval's data goes on, or the marker is
+ * not the one due (libjpeg would warn, skip data or resynchronise). */
+static int huffman_restart(huffman_decoder *d) {
+    huffman_reader *r = &d->reader;
+    if (r->count - r->zeros >= 8 || r->end - r->next < 2 || r->next[0] != 0xFF ||
+        r->next[1] != 0xD0 + d->next_restart)
+        return 0;
+    r->next += 2;
+    r->bits = 0;
+    r->count = r->zeros = 0;
+    memset(d->last_dc, 0, sizeof(d->last_dc));
+    d->restarts_to_go = d->restart_interval;
+    d->next_restart = (d->next_restart + 1) & 7;
+    return 1;
+}
+
 static boolean huffman_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
     huffman_decoder *d = cinfo->client_data;
     if (d->declined) return TRUE; /* the caller decodes the image again */
+    if (d->restart_interval) {
+        if (d->restarts_to_go == 0 && !huffman_restart(d)) {
+            d->declined = 1;
+            return TRUE;
+        }
+        d->restarts_to_go--;
+    }
     huffman_reader reader = d->reader; /* a local: kept in registers */
     for (int b = 0; b < d->blocks; b++) {
         JCOEF *block = MCU_data ? MCU_data[b][0] : NULL;
@@ -266,7 +294,7 @@ decline:
  * jpeg_destroy_decompress. */
 static huffman_decoder *huffman_install(j_decompress_ptr cinfo) {
     entropy_decoder_head *entropy = (entropy_decoder_head *)cinfo->entropy;
-    if (cinfo->progressive_mode || cinfo->arith_code || cinfo->restart_interval ||
+    if (cinfo->progressive_mode || cinfo->arith_code ||
         cinfo->data_precision != 8 || cinfo->Ss != 0 || cinfo->Se != DCTSIZE2 - 1 ||
         cinfo->Ah != 0 || cinfo->Al != 0 || cinfo->comps_in_scan != cinfo->num_components ||
         cinfo->blocks_in_MCU > D_MAX_BLOCKS_IN_MCU || entropy == NULL ||
@@ -284,6 +312,7 @@ static huffman_decoder *huffman_install(j_decompress_ptr cinfo) {
     d->reader.next = cinfo->src->next_input_byte;
     d->reader.end = d->reader.next + cinfo->src->bytes_in_buffer;
     d->blocks = cinfo->blocks_in_MCU;
+    d->restart_interval = d->restarts_to_go = cinfo->restart_interval;
     int built[2 * NUM_HUFF_TBLS] = {0};
     for (int b = 0; b < d->blocks; b++) {
         int c = cinfo->MCU_membership[b];

@@ -86,7 +86,7 @@ typedef struct {
 
 /* Zig-zag order to natural order, with 16 more entries so that a run past the end of a block
  * writes where libjpeg's does (jutils.c) before the block's end check declines. */
-static const int huffman_natural_order[DCTSIZE2 + 16] = {
+static const uint8_t huffman_natural_order[DCTSIZE2 + 16] = {
     0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33,
     40, 48, 41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36,
     29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
@@ -205,9 +205,9 @@ static inline int huffman_symbol(huffman_reader *d, const huffman_table *table, 
 static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOEF *block) {
     int k;
     for (k = 1; k < DCTSIZE2; k++) {
-        if (d->count < 32) huffman_refill(d);
+        if (__builtin_expect(d->count < 32, 0)) huffman_refill(d);
         int32_t entry = table->fast[d->bits >> (64 - HUFFMAN_FAST_BITS)];
-        if (entry & HUFFMAN_DONE) {
+        if (__builtin_expect(entry & HUFFMAN_DONE, 1)) {
             huffman_take(d, entry & HUFFMAN_LENGTH);
             k += (entry >> 8) & 15;
             if (block) block[huffman_natural_order[k]] = (JCOEF)(entry >> 16);

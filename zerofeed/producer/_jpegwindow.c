@@ -103,13 +103,12 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
     window_error_mgr err;
     JSAMPLE *volatile row = NULL;
     huffman_decoder *volatile huffman = NULL;
+    int status = 0;
     use_errors(&cinfo, &err);
     if (setjmp(err.escape)) {
-        jpeg_destroy_decompress(&cinfo);
-        free(row);
-        huffman_free(huffman);
         strncpy(message, err.message, JMSG_LENGTH_MAX);
-        return -1;
+        status = -1;
+        goto done;
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
@@ -126,8 +125,8 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
         snprintf(message, JMSG_LENGTH_MAX,
                  "window %ux%u at (%u, %u) is outside the %ux%u image decoded at %d/8", width,
                  height, x0, y0, cinfo.output_width, cinfo.output_height, scale_num);
-        jpeg_destroy_decompress(&cinfo);
-        return -2;
+        status = -2;
+        goto done;
     }
     jpeg_start_decompress(&cinfo);
 
@@ -144,46 +143,43 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
 
     row = malloc((size_t)crop_width * 4);
     if (row == NULL) {
-        jpeg_destroy_decompress(&cinfo);
         snprintf(message, JMSG_LENGTH_MAX, "out of memory for a %u pixel row", crop_width);
-        return -3;
+        status = -3;
+        goto done;
     }
     if (entropy != ENTROPY_LIBJPEG) {
         huffman = huffman_install(&cinfo);
         if (huffman == NULL && entropy == ENTROPY_FAST_ONLY) {
-            free(row);
-            jpeg_destroy_decompress(&cinfo);
-            return DECODE_DECLINED;
+            status = DECODE_DECLINED;
+            goto done;
         }
     }
     JDIMENSION skip = y0 + first;
     if (skip > 0 && jpeg_skip_scanlines(&cinfo, skip) != skip) {
         snprintf(message, JMSG_LENGTH_MAX, "could not skip %u rows", skip);
-        free(row);
-        jpeg_destroy_decompress(&cinfo);
-        huffman_free(huffman);
-        return -1;
+        status = -1;
+        goto done;
     }
     size_t offset = (size_t)(x0 - crop_x) * 4;
     for (JDIMENSION y = 0; y < rows; y++) {
         JSAMPROW rows_out[1] = {row};
         if (jpeg_read_scanlines(&cinfo, rows_out, 1) != 1) {
             snprintf(message, JMSG_LENGTH_MAX, "premature end of data at row %u", skip + y);
-            free(row);
-            jpeg_destroy_decompress(&cinfo);
-            huffman_free(huffman);
-            return -1;
+            status = -1;
+            goto done;
         }
         if (cmyk) cmyk_to_rgbx(row + offset, width);
         sink(sink_state, first + y, row + offset);
     }
-    free(row);
-    int warned = err.warned;
+    if (err.warned) status = -1;
+done:
     jpeg_destroy_decompress(&cinfo); /* abandons the rows after the window: never decoded */
-    int declined = huffman != NULL && huffman->declined;
+    free(row);
+    /* whatever libjpeg said after this module's decoder gave up is about zero-filled blocks:
+     * the caller decodes the image again with libjpeg's own */
+    if (huffman != NULL && huffman->declined) status = DECODE_DECLINED;
     huffman_free(huffman);
-    if (declined) return DECODE_DECLINED;
-    return warned ? -1 : 0;
+    return status;
 }
 
 /* decode_rows_once with the given Huffman decoder; where this module's declines, the image is

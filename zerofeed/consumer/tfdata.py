@@ -22,6 +22,9 @@ def epoch_dataset(sequence: FeedSequence) -> Any:
     memory without a copy; ``Dataset.from_generator`` would too, but its per-batch Python (with
     an ``output_signature``: structure checks, spec comparisons, an eager function call) cost the
     training process 0.5 to 1.2 ms more a batch (``docs/performance.md``).
+
+    tf.data's autotuning is off: the dataset has nothing to tune, and with it on, the first step
+    of some epochs waited about a second on busy cores (``python -m bench.epoch_stall``).
     """
     import tensorflow as tf
 
@@ -47,7 +50,9 @@ def epoch_dataset(sequence: FeedSequence) -> Any:
             tensor.set_shape(shape)
         return tuple(tensors)
 
-    return tf.data.Dataset.range(batches).map(load)  # sequential: in plan order
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.range(batches).map(load).with_options(options)  # sequential: in order
 
 
 def distributed_dataset(sequence: FeedSequence, strategy: Any) -> Any:

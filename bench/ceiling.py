@@ -15,6 +15,11 @@ Reported per producer count: images/s over the timed epochs, and the consumer pr
 time (all its threads, libzmq's I/O thread included) per batch. The producers run on the same
 cores, so on a small machine their sends compete with the consumer's receives; their CPU per
 batch is reported too. Results: ``bench/results/ceiling.md`` and ``ceiling.json``.
+
+The ``TCP socket alone`` row is the floor under any consumer over TCP: a sender process writes the
+same batch bytes down one plain socket and the reader ``recv_into``s one preallocated,
+pre-faulted buffer (no libzmq, no protocol, no allocation, no page faults): its CPU per batch is
+the kernel's receive path and its copy out of the socket.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -91,6 +97,67 @@ def synthetic_producer(endpoint: str, name: str) -> None:
         context.term()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": sent}), flush=True)
+
+
+def socket_sender(port: str, count: str) -> None:
+    """Write ``count`` batches' bytes down a plain TCP socket to ``port``; print this process's
+    CPU seconds."""
+    height, width = IMAGE_SIZE
+    ready = memoryview(bytes(range(256)) * (BATCH_SIZE * height * width * 3 // 256 + 1))
+    ready = ready[: BATCH_SIZE * height * width * 3]
+    with socket.create_connection(("127.0.0.1", int(port))) as connection:
+        for _ in range(int(count)):
+            connection.sendall(ready)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": int(count)}), flush=True)
+
+
+def run_socket_floor(batches: int, epochs: int) -> dict[str, Any]:
+    """The kernel's share: one plain TCP socket, ``recv_into`` one reused buffer, a warm-up epoch
+    and ``epochs`` timed ones."""
+    height, width = IMAGE_SIZE
+    buffer = bytearray(BATCH_SIZE * height * width * 3)  # zero-filled: every page touched
+    view = memoryview(buffer)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        total = batches * (epochs + 1)
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "bench.ceiling", "--socket-sender", str(port), str(total)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            connection, _ = listener.accept()
+            with connection:
+
+                def receive(count: int) -> int:
+                    checksum = 0
+                    for _ in range(count):
+                        received = 0
+                        while received < len(buffer):
+                            got = connection.recv_into(view[received:])
+                            if not got:
+                                raise RuntimeError("the sender closed the socket early")
+                            received += got
+                        checksum += buffer[-1]
+                    return checksum
+
+                checksum = receive(batches)
+                wall, cpu, threads = time.perf_counter(), time.process_time(), thread_cpu()
+                checksum += receive(epochs * batches)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                threads = {
+                    name: seconds - threads.get(name, 0.0) for name, seconds in thread_cpu().items()
+                }
+        finally:
+            out, _ = sender.communicate(timeout=60)
+    if checksum == 0:
+        raise RuntimeError("the batches arrived empty")
+    report = json.loads(out.strip().splitlines()[-1])
+    return {
+        **_figures(epochs * batches, wall, cpu, threads),
+        "producer_cpu_ms_per_batch": 1000 * report["cpu_s"] / report["sent"],
+    }
 
 
 def thread_cpu() -> dict[str, float]:
@@ -320,12 +387,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-tf-service", action="store_true", help="skip the tf.data service row")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--no-socket-floor", action="store_true", help="skip the plain-socket row")
     parser.add_argument("--synthetic-producer", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--socket-sender", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--tf-service-server", help=argparse.SUPPRESS)
     parser.add_argument("--tf-service-consumer", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.synthetic_producer:
         synthetic_producer(*args.synthetic_producer)
+        return
+    if args.socket_sender:
+        socket_sender(*args.socket_sender)
         return
     if args.tf_service_server:
         tf_service_server(args.tf_service_server)
@@ -339,6 +411,13 @@ def main(argv: list[str]) -> None:
             (f"zerofeed, {n} producer(s)", partial(run_configuration, n, args.batches, args.epochs))
             for n in args.producers
         ]
+        if not args.no_socket_floor:
+            rows.append(
+                (
+                    "TCP socket alone (the kernel's floor)",
+                    partial(run_socket_floor, args.batches, args.epochs),
+                )
+            )
         if not args.no_tf_service:
             rows.append(("tf.data service", partial(run_tf_service, args.batches, args.epochs)))
         for row, run in rows:

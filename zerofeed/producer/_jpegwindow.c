@@ -101,7 +101,8 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
                             int entropy, char *message) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
-    JSAMPLE *volatile row = NULL;
+    JSAMPLE *volatile row_memory = NULL;
+    JSAMPLE *row = NULL;
     huffman_decoder *volatile huffman = NULL;
     int status = 0;
     use_errors(&cinfo, &err);
@@ -141,7 +142,11 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
     if (crop_x > 0 || crop_width < cinfo.output_width)
         jpeg_crop_scanline(&cinfo, &crop_x, &crop_width);
 
-    row = malloc((size_t)crop_width * 4);
+    /* The row starts 4 bytes past a 64-byte boundary. libjpeg-turbo's SIMD colour conversion
+     * writes an output that starts 32-byte aligned with non-temporal stores, which bypass the
+     * cache: the row the resize then reads would come back from memory. */
+    row_memory = malloc((size_t)crop_width * 4 + 68);
+    if (row_memory != NULL) row = (JSAMPLE *)(((uintptr_t)row_memory + 63) & ~(uintptr_t)63) + 4;
     if (row == NULL) {
         snprintf(message, JMSG_LENGTH_MAX, "out of memory for a %u pixel row", crop_width);
         status = -3;
@@ -174,7 +179,7 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
     if (err.warned) status = -1;
 done:
     jpeg_destroy_decompress(&cinfo); /* abandons the rows after the window: never decoded */
-    free(row);
+    free(row_memory);
     /* whatever libjpeg said after this module's decoder gave up is about zero-filled blocks:
      * the caller decodes the image again with libjpeg's own */
     if (huffman != NULL && huffman->declined) status = DECODE_DECLINED;

@@ -58,12 +58,19 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _CREDITS = 4  # tasks each synthetic producer holds, as a producer worker's default prefetch x 2
 
 
+def ready_batch() -> memoryview:
+    """One batch's bytes (BATCH_SIZE x IMAGE_SIZE x 3, uint8), made once and sent as they are."""
+    height, width = IMAGE_SIZE
+    size = BATCH_SIZE * height * width * 3
+    return memoryview(bytes(range(256)) * (size // 256 + 1))[:size]
+
+
 def synthetic_producer(endpoint: str, name: str) -> None:
     """Answer every task from ``endpoint`` with a ready batch until the consumer goes quiet (for
     four heartbeat intervals: it has closed); print this process's CPU seconds and the batches it
     sent."""
     height, width = IMAGE_SIZE
-    ready = memoryview(bytes(range(256)) * (BATCH_SIZE * height * width * 3 // 256 + 1))
+    ready = ready_batch()
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.linger = 0
@@ -102,9 +109,7 @@ def synthetic_producer(endpoint: str, name: str) -> None:
 def socket_sender(port: str, count: str) -> None:
     """Write ``count`` batches' bytes down a plain TCP socket to ``port``; print this process's
     CPU seconds."""
-    height, width = IMAGE_SIZE
-    ready = memoryview(bytes(range(256)) * (BATCH_SIZE * height * width * 3 // 256 + 1))
-    ready = ready[: BATCH_SIZE * height * width * 3]
+    ready = ready_batch()
     with socket.create_connection(("127.0.0.1", int(port))) as connection:
         for _ in range(int(count)):
             connection.sendall(ready)

@@ -142,11 +142,12 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
     if (crop_x > 0 || crop_width < cinfo.output_width)
         jpeg_crop_scanline(&cinfo, &crop_x, &crop_width);
 
-    /* The row starts 4 bytes past a 64-byte boundary. libjpeg-turbo's SIMD colour conversion
-     * writes an output that starts 32-byte aligned with non-temporal stores, which bypass the
-     * cache: the row the resize then reads would come back from memory. */
-    row_memory = malloc((size_t)crop_width * 4 + 68);
-    if (row_memory != NULL) row = (JSAMPLE *)(((uintptr_t)row_memory + 63) & ~(uintptr_t)63) + 4;
+    /* The row starts 4 bytes past malloc's alignment (at least 8), so never 16- or 32-byte
+     * aligned: libjpeg-turbo's SIMD colour conversion writes an aligned output with
+     * non-temporal stores, which bypass the cache, and the resize would read the row back from
+     * memory. */
+    row_memory = malloc((size_t)crop_width * 4 + 4);
+    if (row_memory != NULL) row = row_memory + 4;
     if (row == NULL) {
         snprintf(message, JMSG_LENGTH_MAX, "out of memory for a %u pixel row", crop_width);
         status = -3;

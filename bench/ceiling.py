@@ -16,10 +16,11 @@ time (all its threads, libzmq's I/O thread included) per batch. The producers ru
 cores, so on a small machine their sends compete with the consumer's receives; their CPU per
 batch is reported too. Results: ``bench/results/ceiling.md`` and ``ceiling.json``.
 
-The ``TCP socket alone`` row is the floor under any consumer over TCP: a sender process writes the
-same batch bytes down one plain socket and the reader ``recv_into``s one preallocated,
-pre-faulted buffer (no libzmq, no protocol, no allocation, no page faults): its CPU per batch is
-the kernel's receive path and its copy out of the socket.
+The plain-socket rows are the floor under any consumer over TCP: sender processes write the same
+batch bytes down plain sockets and the reader reads each into one preallocated, pre-faulted buffer
+(no libzmq, no protocol, no allocation, no page faults), once woken at every arrival as libzmq is,
+once with ``SO_RCVLOWAT`` kept at 1 MiB: their CPU per batch is the kernel's receive path, its
+copy out of the socket and the reader's wake-ups.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import selectors
 import socket
 import statistics
 import subprocess
@@ -55,6 +57,15 @@ from zerofeed.common.protocol import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_LOW_WATER = 1 << 20  # bytes: the floor rows' reader is woken once a MiB
+_FLOOR_ROWS: list[tuple[str, dict[str, int]]] = [
+    ("TCP socket alone, woken at every arrival (as libzmq reads)", {}),
+    ("TCP socket alone, woken once a MiB (SO_RCVLOWAT)", {"low_water": _LOW_WATER}),
+    (
+        "4 TCP sockets alone, woken once a MiB (SO_RCVLOWAT)",
+        {"connections": 4, "low_water": _LOW_WATER},
+    ),
+]
 _CREDITS = 4  # tasks each synthetic producer holds, as a producer worker's default prefetch x 2
 
 
@@ -117,52 +128,114 @@ def socket_sender(port: str, count: str) -> None:
     print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": int(count)}), flush=True)
 
 
-def run_socket_floor(batches: int, epochs: int) -> dict[str, Any]:
-    """The kernel's share: one plain TCP socket, ``recv_into`` one reused buffer, a warm-up epoch
-    and ``epochs`` timed ones."""
-    height, width = IMAGE_SIZE
-    buffer = bytearray(BATCH_SIZE * height * width * 3)  # zero-filled: every page touched
-    view = memoryview(buffer)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        total = batches * (epochs + 1)
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "bench.ceiling", "--socket-sender", str(port), str(total)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            connection, _ = listener.accept()
-            with connection:
+def run_socket_floor(
+    batches: int, epochs: int, *, connections: int = 1, low_water: int = 0
+) -> dict[str, Any]:
+    """The kernel's share: ``connections`` plain TCP sockets from as many sender processes, read
+    non-blocking as they become readable, each into one reused, pre-faulted buffer; a warm-up
+    epoch and ``epochs`` timed ones.
 
-                def receive(count: int) -> int:
+    With ``low_water`` (bytes), each socket's ``SO_RCVLOWAT`` is kept at the smaller of that and
+    what its batch still lacks, so the reader is woken once per ``low_water`` bytes instead of at
+    every arrival, and never waits for bytes that are not coming.
+    """
+    height, width = IMAGE_SIZE
+    size = BATCH_SIZE * height * width * 3
+    total = batches * (epochs + 1)
+    counts = [total // connections + (i < total % connections) for i in range(connections)]
+    with socket.create_server(("127.0.0.1", 0), backlog=connections) as listener:
+        port = listener.getsockname()[1]
+        senders = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.ceiling", "--socket-sender", str(port), str(count)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for count in counts
+        ]
+        try:
+            readers = [_FloorReader(listener.accept()[0], size, low_water) for _ in counts]
+            with selectors.DefaultSelector() as selector:
+                for reader in readers:
+                    selector.register(reader.connection, selectors.EVENT_READ, reader)
+
+                def receive_until(completed: int) -> int:
                     checksum = 0
-                    for _ in range(count):
-                        received = 0
-                        while received < len(buffer):
-                            got = connection.recv_into(view[received:])
-                            if not got:
-                                raise RuntimeError("the sender closed the socket early")
-                            received += got
-                        checksum += buffer[-1]
+                    while sum(reader.completed for reader in readers) < completed:
+                        for key, _ in selector.select():
+                            checksum += key.data.read()
+                            if key.data.closed:
+                                selector.unregister(key.fileobj)
                     return checksum
 
-                checksum = receive(batches)
+                checksum = receive_until(batches)  # the warm-up epoch
                 wall, cpu, threads = time.perf_counter(), time.process_time(), thread_cpu()
-                checksum += receive(epochs * batches)
+                checksum += receive_until(total)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 threads = {
                     name: seconds - threads.get(name, 0.0) for name, seconds in thread_cpu().items()
                 }
+            for reader in readers:
+                reader.connection.close()
         finally:
-            out, _ = sender.communicate(timeout=60)
+            reports = [
+                json.loads(s.communicate(timeout=60)[0].strip().splitlines()[-1]) for s in senders
+            ]
     if checksum == 0:
         raise RuntimeError("the batches arrived empty")
-    report = json.loads(out.strip().splitlines()[-1])
     return {
-        **_figures(epochs * batches, wall, cpu, threads),
-        "producer_cpu_ms_per_batch": 1000 * report["cpu_s"] / report["sent"],
+        **_figures(total - batches, wall, cpu, threads),
+        "producer_cpu_ms_per_batch": 1000
+        * sum(r["cpu_s"] for r in reports)
+        / sum(r["sent"] for r in reports),
     }
+
+
+class _FloorReader:
+    """One socket of the floor rows: reads batches of ``size`` bytes into one reused buffer."""
+
+    def __init__(self, connection: socket.socket, size: int, low_water: int) -> None:
+        connection.setblocking(False)
+        self.connection = connection
+        self.completed = 0
+        self.closed = False
+        self._buffer = bytearray(size)  # zero-filled: every page touched
+        self._view = memoryview(self._buffer)
+        self._received = 0
+        self._low_water = low_water
+        self._mark = 1
+        self._set_mark()
+
+    def read(self) -> int:
+        """Read what is there; return the sum of the last byte of each batch completed."""
+        checksum = 0
+        while True:
+            wanted = len(self._buffer) - self._received
+            try:
+                got = self.connection.recv_into(self._view[self._received :])
+            except BlockingIOError:
+                return checksum
+            if not got:
+                if self._received:
+                    raise RuntimeError("a sender closed its socket mid-batch")
+                self.closed = True
+                return checksum
+            self._received += got
+            if self._received == len(self._buffer):
+                checksum += self._buffer[-1]
+                self.completed += 1  # batches read in all
+                self._received = 0
+            self._set_mark()
+            if got < wanted:  # drained: wait to be woken again
+                return checksum
+
+    def _set_mark(self) -> None:
+        if not self._low_water:
+            return
+        mark = min(self._low_water, len(self._buffer) - self._received)
+        if mark != self._mark:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+            self._mark = mark
 
 
 def thread_cpu() -> dict[str, float]:
@@ -417,12 +490,10 @@ def main(argv: list[str]) -> None:
             for n in args.producers
         ]
         if not args.no_socket_floor:
-            rows.append(
-                (
-                    "TCP socket alone (the kernel's floor)",
-                    partial(run_socket_floor, args.batches, args.epochs),
-                )
-            )
+            rows += [
+                (name, partial(run_socket_floor, args.batches, args.epochs, **options))
+                for name, options in _FLOOR_ROWS
+            ]
         if not args.no_tf_service:
             rows.append(("tf.data service", partial(run_tf_service, args.batches, args.epochs)))
         for row, run in rows:

@@ -137,7 +137,7 @@ def _noise_bank() -> tuple[np.ndarray, np.ndarray]:
     fine = rng.standard_normal((3, _BANK, _BANK), dtype=np.float32) * np.float32(_FINE_SIGMA)
     small = rng.standard_normal((_BANK // 4, _BANK // 4), dtype=np.float32)
     coarse = np.repeat(np.repeat(small, 4, axis=0), 4, axis=1)
-    coarse = (coarse + np.roll(coarse, 2, axis=0) + np.roll(coarse, 2, axis=1)) / 3
+    coarse = (coarse + np.roll(coarse, 2, axis=0) + np.roll(coarse, 2, axis=1)) / np.float32(3)
     return fine, coarse * np.float32(_COARSE_SIGMA)
 
 

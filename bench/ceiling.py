@@ -426,7 +426,9 @@ def report(pooled: dict[str, list[dict[str, Any]]], *, batches: int, epochs: int
         "`python -m bench.ceiling`. The tf.data service row: a dispatcher and one worker in a "
         "process of their own, making the same batches (`tf.fill`), read with "
         '`distribute(processing_mode="parallel_epochs", compression=None)` as numpy, over gRPC '
-        "on loopback.",
+        "on loopback. The plain-socket rows: sender processes write the same bytes down plain "
+        "sockets, read into reused, pre-faulted buffers (the kernel's floor), woken at every "
+        "arrival or with `SO_RCVLOWAT` kept at 1 MiB.",
         "",
         "| row | images/s | GB/s | consumer CPU ms per batch | of which libzmq I/O thread "
         "| of which Python threads | sender CPU ms per batch |",

@@ -113,8 +113,7 @@ def synthetic_producer(endpoint: str, name: str) -> None:
     finally:
         socket.close()
         context.term()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": sent}), flush=True)
+        print_sender_report(sent)
 
 
 def socket_sender(port: str, count: str) -> None:
@@ -124,8 +123,13 @@ def socket_sender(port: str, count: str) -> None:
     with socket.create_connection(("127.0.0.1", int(port))) as connection:
         for _ in range(int(count)):
             connection.sendall(ready)
+    print_sender_report(int(count))
+
+
+def print_sender_report(sent: int) -> None:
+    """A sender process's last line, which the row reads: its CPU seconds and batches sent."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": int(count)}), flush=True)
+    print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "sent": sent}), flush=True)
 
 
 def run_socket_floor(
@@ -153,8 +157,9 @@ def run_socket_floor(
             )
             for count in counts
         ]
+        readers: list[_FloorReader] = []
         try:
-            readers = [_FloorReader(listener.accept()[0], size, low_water) for _ in counts]
+            readers += [_FloorReader(listener.accept()[0], size, low_water) for _ in counts]
             with selectors.DefaultSelector() as selector:
                 for reader in readers:
                     selector.register(reader.connection, selectors.EVENT_READ, reader)
@@ -175,9 +180,9 @@ def run_socket_floor(
                 threads = {
                     name: seconds - threads.get(name, 0.0) for name, seconds in thread_cpu().items()
                 }
+        finally:
             for reader in readers:
                 reader.connection.close()
-        finally:
             reports = [
                 json.loads(s.communicate(timeout=60)[0].strip().splitlines()[-1]) for s in senders
             ]
@@ -467,7 +472,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-tf-service", action="store_true", help="skip the tf.data service row")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--no-socket-floor", action="store_true", help="skip the plain-socket row")
+    parser.add_argument("--no-socket-floor", action="store_true", help="skip the plain-socket rows")
     parser.add_argument("--synthetic-producer", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--socket-sender", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--tf-service-server", help=argparse.SUPPRESS)

@@ -71,13 +71,17 @@ def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
     cores), issue 15's under-load targets instead of the quiet-machine ratios to tf.data."""
     zf = _rate(results, "zerofeed")
     aa = [r for r in (_rate(results, "tfdata_aa"), _rate(results, "tfdata_fused_aa")) if r]
+    # The ratios to tf.data and the share of the cores are issue 15's (earlier issues asked less).
+    quiet = [
+        _ratio_target(
+            "vs tf.data fastest (fused, not antialiased)", zf, _rate(results, "tfdata_fused"), 1.25
+        ),
+        _ratio_target(
+            "vs tf.data antialiased (better of the two)", zf, max(aa) if aa else None, 2.5
+        ),
+    ]
     targets = [
-        _ratio_target(
-            "vs tf.data fastest (fused, not antialiased)", zf, _rate(results, "tfdata_fused"), 1.0
-        ),
-        _ratio_target(
-            "vs tf.data antialiased (better of the two)", zf, max(aa) if aa else None, 1.5
-        ),
+        *([] if load else quiet),
         _ratio_target(
             "vs PyDataset(use_multiprocessing=True)", zf, _rate(results, "pydataset_mp"), 1.5
         ),
@@ -86,13 +90,16 @@ def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
         _cpu_target(results.get("zerofeed", {}).get("cpu_ms_per_batch")),
         _fit_cost_target(results),
         _fit_share_target(results, cores),
-        _ratio_target(
-            "through fit: vs tf.data fused through fit",
-            _rate(results, "zerofeed_fit"),
-            _rate(results, "tfdata_fused_fit"),
-            1.0,
-        ),
     ]
+    if not load:
+        targets.append(
+            _ratio_target(
+                "through fit: vs tf.data fused through fit",
+                _rate(results, "zerofeed_fit"),
+                _rate(results, "tfdata_fused_fit"),
+                1.25,
+            )
+        )
     targets += [_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")]
     if load:
         targets += [
@@ -138,10 +145,10 @@ def _cpu_share_target(results: Results, peer: str, most: float) -> Target:
 def _share_target(zf: float | None, raw: float | None, cores: int) -> Target:
     name = f"share of {cores} cores x single-core render rate"
     if zf is None or raw is None:
-        return Target(name, ">= 90 %", "n/a", None)
+        return Target(name, ">= 95 %", "n/a", None)
     share = zf / (cores * raw)
     return Target(
-        name, ">= 90 %", f"{100 * share:.0f} % ({zf:.0f} of {cores * raw:.0f} img/s)", share >= 0.9
+        name, ">= 95 %", f"{100 * share:.0f} % ({zf:.0f} of {cores * raw:.0f} img/s)", share >= 0.95
     )
 
 

@@ -243,3 +243,22 @@ def test_locator_checks_every_file_and_folder_though_it_remembers_folders(tmp_pa
     (root / "img" / "a.png").symlink_to(outside / "b.png")  # the file changed: noticed
     with pytest.raises(BadSampleError):
         locator.locate("img/a.png")
+
+
+def test_locator_refuses_a_sibling_folder_whose_name_starts_with_the_roots(tmp_path: Path) -> None:
+    from zerofeed.common.errors import BadSampleError
+    from zerofeed.producer.paths import SampleLocator
+
+    root, sibling = tmp_path / "data", tmp_path / "data2"
+    root.mkdir()
+    sibling.mkdir()
+    (root / "a.png").write_bytes(b"a")
+    (sibling / "b.png").write_bytes(b"b")
+    (root / "twin").symlink_to(sibling)
+    locator = SampleLocator(root)
+    assert locator.locate("a.png") == root.resolve() / "a.png"
+    for path in ("../data2/b.png", str(sibling / "b.png"), "twin/b.png", "..", "../data2"):
+        with pytest.raises(BadSampleError) as caught:
+            locator.locate(path)
+        assert caught.value.kind == "outside_root", path
+    assert SampleLocator(Path("/")).locate(str(sibling / "b.png")) == sibling.resolve() / "b.png"

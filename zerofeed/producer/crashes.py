@@ -4,17 +4,18 @@ Every per-sample exception is already a bad sample (:mod:`zerofeed.producer.batc
 is a sample that ends the process itself: a segfault in native decoding code, an out-of-memory
 kill, an ``os._exit`` in a plugin. Re-issued to the next worker it would end that one too, and a
 producer whose workers keep dying stops. So a worker notes the sample it is making in a small file
-of its own (its :class:`Breadcrumb`: a write of a few bytes to the page cache, which outlives the
-process); when a worker dies abnormally, its supervisor reads it and adds the sample to the
-producer's :class:`PoisonList`. Workers started after that report such a sample as a bad sample of
-kind ``"crash"`` without opening it: a poison sample costs each worker at most one crash, and the
-consumer's re-issued batch arrives with that one sample skipped. A SIGKILL is blamed on the
-sample only when the kernel's out-of-memory killer fired meanwhile (:func:`oom_kills`): an
-operator's or a chaos test's kill is not the sample's fault.
+of its own (its :class:`Breadcrumb`: a few bytes stored through a shared mapping of the file, into
+the page cache, which outlives the process); when a worker dies abnormally, its supervisor reads it
+and adds the sample to the producer's :class:`PoisonList`. Workers started after that report such a
+sample as a bad sample of kind ``"crash"`` without opening it: a poison sample costs each worker at
+most one crash, and the consumer's re-issued batch arrives with that one sample skipped. A SIGKILL
+is blamed on the sample only when the kernel's out-of-memory killer fired meanwhile
+(:func:`oom_kills`): an operator's or a chaos test's kill is not the sample's fault.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import pathlib
 
@@ -24,22 +25,50 @@ _LENGTH = 4
 
 
 class Breadcrumb:
-    """The sample a worker is making now, in the file at ``path`` (this worker's own)."""
+    """The sample a worker is making now, in the file at ``path`` (this worker's own).
+
+    The file is written through a shared mapping of it: its pages are the page cache's, so what
+    was written outlives the process as a ``write()`` would, without a system call per sample.
+    """
 
     def __init__(self, path: pathlib.Path) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self._map, self._capacity = _map_file(self._fd, mmap.PAGESIZE)
+        except OSError:
+            os.close(self._fd)
+            raise
 
     def begin(self, sample: str) -> None:
         """Note ``sample`` as the one being made."""
         data = os.fsencode(sample)
-        os.pwrite(self._fd, len(data).to_bytes(_LENGTH, "little") + data, 0)
+        end = _LENGTH + len(data)
+        if end > self._capacity:
+            self._grow(end)
+        self._map[_LENGTH:end] = data
+        # the length last: a death before it leaves the file naming no sample, not half of one
+        self._map[:_LENGTH] = len(data).to_bytes(_LENGTH, "little")
 
     def end(self) -> None:
         """The sample is done (or reported bad): nothing is being made."""
-        os.pwrite(self._fd, bytes(_LENGTH), 0)
+        self._map[:_LENGTH] = bytes(_LENGTH)
 
     def close(self) -> None:
+        self._map.close()
         os.close(self._fd)
+
+    def _grow(self, size: int) -> None:
+        mapping, capacity = _map_file(self._fd, max(size, 2 * self._capacity))
+        self._map.close()
+        self._map, self._capacity = mapping, capacity
+
+
+def _map_file(fd: int, size: int) -> tuple[mmap.mmap, int]:
+    """A shared mapping of the file ``fd``, made at least ``size`` bytes long (whole pages): what
+    was written stays, the rest reads as zeros."""
+    capacity = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+    os.ftruncate(fd, capacity)
+    return mmap.mmap(fd, capacity), capacity
 
 
 def last_sample(path: pathlib.Path) -> str | None:

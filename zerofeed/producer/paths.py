@@ -24,6 +24,8 @@ class SampleLocator:
 
     def __init__(self, data_root: Path | None) -> None:
         self._root = os.path.realpath(data_root) if data_root is not None else None
+        # what every real path inside the root starts with ("/" itself when the root is "/")
+        self._inside = os.path.join(self._root, "") if self._root is not None else ""
         self._folders: dict[str, str] = {}  # folder as named -> its real path
 
     def locate(self, path: str) -> Path:
@@ -36,7 +38,7 @@ class SampleLocator:
         if self._root is None:
             return Path(path)
         resolved = self._resolve(os.path.join(self._root, path))
-        if os.path.commonpath((resolved, self._root)) != self._root:
+        if resolved != self._root and not resolved.startswith(self._inside):
             raise BadSampleError(
                 path,
                 "outside_root",
@@ -47,7 +49,8 @@ class SampleLocator:
         return Path(resolved)
 
     def _resolve(self, path: str) -> str:
-        """``os.path.realpath(path)``, remembering each folder's real path: a data set's files
+        """``os.path.realpath(path)`` (absolute, normalised: a plain prefix test then says whether
+        it lies inside the root), remembering each folder's real path: a data set's files
         share a few folders, and resolving one costs a system call per path component. Folders
         are taken to stay put while the producer runs; the file itself is checked every time."""
         folder, name = os.path.split(path)

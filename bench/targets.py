@@ -58,12 +58,11 @@ def extra_above_keras(results: Results, key: str) -> int | None:
 
 
 def _ratio_target(name: str, zf: float | None, peer: float | None, need: float) -> Target:
+    required = f">= {need:.2f}x"
     if zf is None or peer is None:
-        return Target(name, f">= {need:.1f}x", "n/a", None)
+        return Target(name, required, "n/a", None)
     ratio = zf / peer
-    return Target(
-        name, f">= {need:.1f}x", f"{ratio:.2f}x ({zf:.0f} vs {peer:.0f} img/s)", ratio >= need
-    )
+    return Target(name, required, f"{ratio:.2f}x ({zf:.0f} vs {peer:.0f} img/s)", ratio >= need)
 
 
 def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:

@@ -65,9 +65,10 @@ class Breadcrumb:
 
 def _map_file(fd: int, size: int) -> tuple[mmap.mmap, int]:
     """A shared mapping of the file ``fd``, made at least ``size`` bytes long (whole pages): what
-    was written stays, the rest reads as zeros."""
+    was written stays, the rest reads as zeros. Its blocks are allocated now, so that a full disk
+    is an ``OSError`` here, not a ``SIGBUS`` at a later store."""
     capacity = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-    os.ftruncate(fd, capacity)
+    os.posix_fallocate(fd, 0, capacity)
     return mmap.mmap(fd, capacity), capacity
 
 

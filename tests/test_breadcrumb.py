@@ -3,6 +3,7 @@ reads it after a crash (issue 12; :mod:`zerofeed.producer.crashes`)."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ def test_the_breadcrumb_names_the_sample_being_made_and_none_once_it_is_done(
         assert last_sample(path) == "img/a.jpg"
         crumb.end()
         assert last_sample(path) is None
-        longest = "s3://bucket/" + "/".join(["d" * 200] * 60) + ".tar#123+456"  # three pages
+        longest = "s3://bucket/" + "d" * (2 * mmap.PAGESIZE) + ".tar#123+456"  # three pages
         for sample in (NON_UTF8, longest, "b.jpg"):  # a longer name, then a shorter one
             crumb.begin(sample)
             assert last_sample(path) == sample

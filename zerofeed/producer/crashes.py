@@ -35,7 +35,7 @@ class Breadcrumb:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self._map, self._capacity = _map_file(self._fd, mmap.PAGESIZE)
-        except OSError:
+        except BaseException:
             os.close(self._fd)
             raise
 
@@ -45,8 +45,10 @@ class Breadcrumb:
         end = _LENGTH + len(data)
         if end > self._capacity:
             self._grow(end)
+        # no length while the name changes: a death meanwhile leaves the file naming no sample,
+        # never a mix of this name and the last one
+        self._map[:_LENGTH] = bytes(_LENGTH)
         self._map[_LENGTH:end] = data
-        # the length last: a death before it leaves the file naming no sample, not half of one
         self._map[:_LENGTH] = len(data).to_bytes(_LENGTH, "little")
 
     def end(self) -> None:
@@ -65,8 +67,9 @@ class Breadcrumb:
 
 def _map_file(fd: int, size: int) -> tuple[mmap.mmap, int]:
     """A shared mapping of the file ``fd``, made at least ``size`` bytes long (whole pages): what
-    was written stays, the rest reads as zeros. Its blocks are allocated now, so that a full disk
-    is an ``OSError`` here, not a ``SIGBUS`` at a later store."""
+    was written stays, the rest reads as zeros. Its blocks are allocated now, so that on a file
+    system that writes in place (not a copy-on-write one) a full disk is an ``OSError`` here, not a
+    ``SIGBUS`` at a later store."""
     capacity = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
     os.posix_fallocate(fd, 0, capacity)
     return mmap.mmap(fd, capacity), capacity

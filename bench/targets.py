@@ -66,21 +66,11 @@ def _ratio_target(name: str, zf: float | None, peer: float | None, need: float) 
 
 
 def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
-    """Every target, in the order of the issue; with ``load`` (busy loops competing for the
-    cores), issue 15's under-load targets instead of the quiet-machine ratios to tf.data."""
+    """Every target, the ratios to tf.data first; with ``load`` (busy loops competing for the
+    cores), issue 15's under-load ratios to tf.data instead of the quiet machine's."""
     zf = _rate(results, "zerofeed")
-    aa = [r for r in (_rate(results, "tfdata_aa"), _rate(results, "tfdata_fused_aa")) if r]
-    # The ratios to tf.data and the share of the cores are issue 15's (earlier issues asked less).
-    quiet = [
-        _ratio_target(
-            "vs tf.data fastest (fused, not antialiased)", zf, _rate(results, "tfdata_fused"), 1.25
-        ),
-        _ratio_target(
-            "vs tf.data antialiased (better of the two)", zf, max(aa) if aa else None, 2.5
-        ),
-    ]
     targets = [
-        *([] if load else quiet),
+        *_tf_data_ratios(results, load),
         _ratio_target(
             "vs PyDataset(use_multiprocessing=True)", zf, _rate(results, "pydataset_mp"), 1.5
         ),
@@ -89,32 +79,8 @@ def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
         _cpu_target(results.get("zerofeed", {}).get("cpu_ms_per_batch")),
         _fit_cost_target(results),
         _fit_share_target(results, cores),
+        *(_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")),
     ]
-    if not load:
-        targets.append(
-            _ratio_target(
-                "through fit: vs tf.data fused through fit",
-                _rate(results, "zerofeed_fit"),
-                _rate(results, "tfdata_fused_fit"),
-                1.25,
-            )
-        )
-    targets += [_memory_target(results, key) for key in ("zerofeed", "zerofeed_4x")]
-    if load:
-        targets += [
-            _ratio_target(
-                f"under load ({load} busy loop): vs tf.data fused, loop",
-                zf,
-                _rate(results, "tfdata_fused"),
-                1.1,
-            ),
-            _ratio_target(
-                f"under load ({load} busy loop): vs tf.data fused, through fit",
-                _rate(results, "zerofeed_fit"),
-                _rate(results, "tfdata_fused_fit"),
-                1.1,
-            ),
-        ]
     # Issue 15: against DALI's CPU pipeline, and work per CPU second of the whole process tree.
     targets += [
         _ratio_target("vs DALI CPU, antialiased", zf, _rate(results, "dali_aa"), 2.0),
@@ -123,6 +89,27 @@ def evaluate(results: Results, cores: int, *, load: int = 0) -> list[Target]:
         _cpu_share_target(results, "dali_aa", 0.5),
     ]
     return targets
+
+
+def _tf_data_ratios(results: Results, load: int) -> list[Target]:
+    """zerofeed against tf.data, in the loop and through ``fit``: issue 15's ratios (earlier
+    issues asked less), on a quiet machine or under ``load`` busy loops."""
+    zf, zf_fit = _rate(results, "zerofeed"), _rate(results, "zerofeed_fit")
+    fused, fused_fit = _rate(results, "tfdata_fused"), _rate(results, "tfdata_fused_fit")
+    if load:
+        under = f"under load ({load} busy loop): vs tf.data fused"
+        return [
+            _ratio_target(f"{under}, loop", zf, fused, 1.1),
+            _ratio_target(f"{under}, through fit", zf_fit, fused_fit, 1.1),
+        ]
+    aa = [r for r in (_rate(results, "tfdata_aa"), _rate(results, "tfdata_fused_aa")) if r]
+    return [
+        _ratio_target("vs tf.data fastest (fused, not antialiased)", zf, fused, 1.25),
+        _ratio_target(
+            "vs tf.data antialiased (better of the two)", zf, max(aa) if aa else None, 2.5
+        ),
+        _ratio_target("through fit: vs tf.data fused through fit", zf_fit, fused_fit, 1.25),
+    ]
 
 
 def _tree_cpu(results: Results, key: str) -> float | None:

@@ -22,6 +22,7 @@ import pathlib
 __all__ = ["Breadcrumb", "PoisonList", "last_sample", "oom_kills"]
 
 _LENGTH = 4
+_NO_SAMPLE = bytes(_LENGTH)  # the length that names no sample
 
 
 class Breadcrumb:
@@ -47,13 +48,13 @@ class Breadcrumb:
             self._grow(end)
         # no length while the name changes: a death meanwhile leaves the file naming no sample,
         # never a mix of this name and the last one
-        self._map[:_LENGTH] = bytes(_LENGTH)
+        self._map[:_LENGTH] = _NO_SAMPLE
         self._map[_LENGTH:end] = data
         self._map[:_LENGTH] = len(data).to_bytes(_LENGTH, "little")
 
     def end(self) -> None:
         """The sample is done (or reported bad): nothing is being made."""
-        self._map[:_LENGTH] = bytes(_LENGTH)
+        self._map[:_LENGTH] = _NO_SAMPLE
 
     def close(self) -> None:
         self._map.close()

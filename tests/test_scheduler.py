@@ -661,6 +661,24 @@ def test_no_other_producer_no_speculation() -> None:
     assert scheduler.overdue(10_000.0) == []  # re-issuing to the producer that holds it is moot
 
 
+def test_the_next_deadline_is_the_first_lease_to_run_out_or_task_to_become_overdue() -> None:
+    scheduler = make_scheduler(lease_timeout=5.0, max_queue_size=1)
+    assert scheduler.next_deadline(0.0) is None  # no producer, no task: nothing is ever due
+    join(scheduler, A, 1, now=0.0)
+    join(scheduler, B, 1, now=2.0)
+    assert scheduler.next_deadline(0.0) == 5.0  # A's lease
+    assert len(scheduler.assign(now=1.0)) == 1
+    bound = scheduler.task_bound()
+    assert bound > 6.0
+    assert scheduler.next_deadline(5.0) == 7.0  # A's lease is past: B's
+    assert scheduler.heard_from(A, 4.0) and scheduler.heard_from(B, 4.0)
+    assert scheduler.next_deadline(5.0) == 9.0
+    assert scheduler.next_deadline(9.0) == 1.0 + bound  # the task's, once every lease is past
+    assert scheduler.next_deadline(1.0 + bound) is None
+    assert [p.identity for p in scheduler.expire(9.5)] == [A, B]
+    assert scheduler.next_deadline(9.5) is None  # the task went back with its producer
+
+
 def test_the_task_bound_adapts_to_the_tasks_seen() -> None:
     scheduler = make_scheduler()
     join(scheduler, A, 100)

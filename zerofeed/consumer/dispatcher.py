@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -335,10 +336,9 @@ class Dispatcher:
         poller.register(self._monitor, zmq.POLLIN)
         if self._auth is not None:
             poller.register(self._auth.socket, zmq.POLLIN)
-        tick_ms = max(10, int(self._settings.heartbeat_interval * 250))
         try:
             while not self._closing:
-                events = dict(poller.poll(tick_ms))
+                events = dict(poller.poll(self._poll_timeout_ms()))
                 if self._wake_read in events:
                     os.read(self._wake_read, 4096)
                 if self._socket in events:
@@ -354,6 +354,20 @@ class Dispatcher:
                 with self._arrived:
                     self._failure = exc
                     self._arrived.notify_all()
+
+    def _poll_timeout_ms(self) -> int:
+        """How long the I/O thread may sleep with nothing arriving: until the scheduler's next
+        deadline, and at most one heartbeat interval (what changes with no message, a
+        quarantined slot's owner exiting, is seen within that). An idle feed then wakes only
+        for its producers' heartbeats, not on a fixed tick: each wake costs the trainer's
+        process CPU."""
+        now = time.monotonic()
+        with self._lock:
+            deadline = self._scheduler.next_deadline(now)
+        wait = self._settings.heartbeat_interval
+        if deadline is not None:
+            wait = min(wait, deadline - now)
+        return math.ceil(wait * 1000) + 1  # + 1: wake after the deadline, never just before
 
     def _receive_burst(self) -> None:
         for _ in range(_RECV_BURST):

@@ -391,6 +391,16 @@ class Scheduler:
             self._requeue.appendleft(lease.key)
         return late
 
+    def next_deadline(self, now: float) -> float | None:
+        """The earliest moment after ``now`` at which :meth:`expire` or :meth:`overdue` may act
+        with no message in between (a producer's lease runs out, a task becomes overdue), or
+        None when nothing is due. A moment already past is left out: what did not act then
+        (an overdue task with no other producer free) waits for a message that changes that."""
+        bound = self.task_bound()
+        due = [p.last_seen + self._lease_timeout for p in self.producers.values()]
+        due += [lease.issued_at + bound for lease in self._leases.values()]
+        return min((moment for moment in due if moment > now), default=None)
+
     def _is_newest(self, lease: Lease) -> bool:
         """Whether ``lease`` is the newest one out for its batch (or its sample, when split)."""
         if lease.part is None:

@@ -135,7 +135,7 @@ class SlotPool:
 
     def reclaim(self) -> int:
         """Lend again the quarantined slots whose owner process has exited; how many."""
-        if not self._owners:  # the common case, without the lock: a stale answer costs a tick
+        if not self._owners:  # the common case, without the lock: a stale answer waits a turn
             return 0
         with self._lock:
             owners = dict(self._owners)

@@ -193,7 +193,9 @@ def main(argv: list[str]) -> None:
         "dataset": _describe(data),
         "dataset_4x": _describe(big) if big else None,
         "rows": rows,
-        "targets": [t.to_dict() for t in evaluate(rows, cores, load=args.load)],
+        "targets": [
+            t.to_dict() for t in evaluate(rows, cores, load=args.load, data_set=args.data_set)
+        ],
         "total_seconds": time.perf_counter() - started,
     }
     print()

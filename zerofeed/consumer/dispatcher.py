@@ -336,9 +336,10 @@ class Dispatcher:
         poller.register(self._monitor, zmq.POLLIN)
         if self._auth is not None:
             poller.register(self._auth.socket, zmq.POLLIN)
+        deadline: float | None = None  # nothing is due before the first producer says HELLO
         try:
             while not self._closing:
-                events = dict(poller.poll(self._poll_timeout_ms()))
+                events = dict(poller.poll(self._poll_timeout_ms(deadline)))
                 if self._wake_read in events:
                     os.read(self._wake_read, 4096)
                 if self._socket in events:
@@ -347,7 +348,7 @@ class Dispatcher:
                     self._on_socket_events()
                 if self._auth is not None and self._auth.socket in events:
                     self._auth.handle_pending()
-                self._maintain()
+                deadline = self._maintain()
         except BaseException as exc:  # surfaced to the training thread by get()
             if not self._closing:
                 log.exception("zerofeed I/O thread failed")
@@ -355,18 +356,15 @@ class Dispatcher:
                     self._failure = exc
                     self._arrived.notify_all()
 
-    def _poll_timeout_ms(self) -> int:
-        """How long the I/O thread may sleep with nothing arriving: until the scheduler's next
-        deadline, and at most one heartbeat interval (what changes with no message, a
-        quarantined slot's owner exiting, is seen within that). An idle feed then wakes only
-        for its producers' heartbeats, not on a fixed tick: each wake costs the trainer's
-        process CPU."""
-        now = time.monotonic()
-        with self._lock:
-            deadline = self._scheduler.next_deadline(now)
+    def _poll_timeout_ms(self, deadline: float | None) -> int:
+        """How long the I/O thread may sleep with nothing arriving: until ``deadline`` (the
+        scheduler's next, from :meth:`_maintain`), and at most one heartbeat interval (what
+        changes with no message, a quarantined slot's owner exiting, is seen within that). An
+        idle feed then wakes only for its producers' heartbeats, not on a fixed tick: each wake
+        costs the trainer's process CPU."""
         wait = self._settings.heartbeat_interval
         if deadline is not None:
-            wait = min(wait, deadline - now)
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
         return math.ceil(wait * 1000) + 1  # + 1: wake after the deadline, never just before
 
     def _receive_burst(self) -> None:
@@ -526,7 +524,9 @@ class Dispatcher:
         if seen <= _LOGGED_REJECTIONS_PER_SENDER:
             log.warning("rejected a message from peer %s: %s", identity.hex(), error)
 
-    def _maintain(self) -> None:
+    def _maintain(self) -> float | None:
+        """Expire silent producers, re-issue overdue tasks, issue new ones; the next moment
+        something falls due (:meth:`Scheduler.next_deadline`), found under the same lock."""
         now = time.monotonic()
         with self._lock:
             self._scheduler.reclaim_slots()
@@ -540,6 +540,7 @@ class Dispatcher:
             if self._news or lost or overdue:
                 self._news = False
                 self._arrived.notify_all()
+            deadline = self._scheduler.next_deadline(now)
         for producer in lost:
             log.warning(
                 "producer %s silent for more than its lease; %d task(s) re-issued to others",
@@ -566,6 +567,7 @@ class Dispatcher:
             if not self._send(lease.producer, encode(task)):
                 with self._lock:
                     self._scheduler.lose(lease.producer)
+        return deadline
 
     def _send(self, identity: bytes, frames: list[Any], *, warn: bool = True) -> bool:
         try:

@@ -23,7 +23,11 @@ setup(
         Extension(
             "zerofeed.producer._jpegwindow",
             ["zerofeed/producer/_jpegwindow.c"],
-            depends=[_CORE, "zerofeed/producer/_jpeg_huffman.h"],
+            depends=[
+                _CORE,
+                "zerofeed/producer/_jpeg_huffman.h",
+                "zerofeed/producer/_jpeg_progressive.h",
+            ],
             libraries=["jpeg"],
             extra_compile_args=_FLAGS,
             optional=True,

@@ -112,6 +112,7 @@ def test_the_sdist_holds_what_a_build_from_it_needs(dist: pathlib.Path) -> None:
         "CHANGELOG.md",
         "zerofeed/producer/_jpegwindow.c",
         "zerofeed/producer/_jpeg_huffman.h",
+        "zerofeed/producer/_jpeg_progressive.h",
         "zerofeed/producer/_resample.c",
         "zerofeed/producer/_resample_core.h",
     ):

@@ -1,5 +1,6 @@
 /*
- * A faster Huffman decoder for sequential JPEGs, in place of libjpeg-turbo's own.
+ * A faster Huffman decoder for sequential JPEGs, in place of libjpeg-turbo's own (progressive
+ * scans use its reader and tables too: _jpeg_progressive.h).
  *
  * Most of a photo's decode is Huffman decoding. libjpeg-turbo reads the scan a byte at a time,
  * each byte checked for 0xFF, and decodes each coefficient in two steps: its code from an 8-bit
@@ -13,8 +14,8 @@
  * MCU, a restart marker missing, out of turn or after stray data), this decoder declines: it
  * stops decoding, sets `declined`, and the caller decodes the image again with libjpeg's
  * decoder, which then does what it always did (warnings included). It does not take scans it
- * cannot follow exactly (progressive, arithmetic-coded, lossless or 12-bit ones), and it
- * declines a file that ends without a marker after the scan when it gets there.
+ * cannot follow exactly (arithmetic-coded, lossless or 12-bit ones), and it declines a file
+ * that ends without a marker after the scan when it gets there.
  *
  * libjpeg has no API for this. Its modules are objects with method pointers, and the entropy
  * decoder's first two members have been `start_pass` and `decode_mcu` since IJG's release 6
@@ -75,6 +76,7 @@ typedef struct {
     unsigned int restart_interval; /* MCUs between restart markers, 0 for none */
     unsigned int restarts_to_go;   /* MCUs before the next marker */
     int next_restart;              /* its number, 0-7 (RST0-RST7) */
+    unsigned int eobrun;           /* progressive AC scans: blocks left in an end-of-band run */
     int component_of[D_MAX_BLOCKS_IN_MCU];
     boolean dc_needed[D_MAX_BLOCKS_IN_MCU];
     boolean ac_needed[D_MAX_BLOCKS_IN_MCU];
@@ -239,8 +241,9 @@ static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOE
 
 /* Moves past the restart marker that ends an interval, as libjpeg's process_restart does for a
  * well-formed one: what is left of the last byte is padding, the marker is the next RSTn, and
- * the DC predictions start again from 0. 0 where the interval's data goes on, or the marker is
- * not the one due (libjpeg would warn, skip data or resynchronise). */
+ * the DC predictions (and a progressive scan's end-of-band run) start again from 0. 0 where the
+ * interval's data goes on, or the marker is not the one due (libjpeg would warn, skip data or
+ * resynchronise). */
 static int huffman_restart(huffman_decoder *d) {
     huffman_reader *r = &d->reader;
     if (r->count - r->zeros >= 8 || r->end - r->next < 2 || r->next[0] != 0xFF ||
@@ -250,6 +253,7 @@ static int huffman_restart(huffman_decoder *d) {
     r->bits = 0;
     r->count = r->zeros = 0;
     memset(d->last_dc, 0, sizeof(d->last_dc));
+    d->eobrun = 0;
     d->restarts_to_go = d->restart_interval;
     d->next_restart = (d->next_restart + 1) & 7;
     return 1;

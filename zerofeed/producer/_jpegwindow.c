@@ -18,10 +18,11 @@
  *   scale_num: 1..8, decode at scale_num/8 of the stored size
  *   x0, y0, width, height: the window, in pixels of the scaled image (within it)
  *   out:       writable C-contiguous buffer of exactly height * width * 4 bytes (RGBX)
- *   entropy:   which Huffman decoder reads the scan: 1 (the default) this module's where it can
- *              (_jpeg_huffman.h), else libjpeg-turbo's; 0 libjpeg-turbo's; 2 this module's or a
- *              ValueError where it declines (0 and 2 are for tests). The pixels do not depend
- *              on it.
+ *   entropy:   which Huffman decoder reads the scans: 1 (the default) this module's where it
+ *              can (_jpeg_huffman.h, _jpeg_progressive.h), else libjpeg-turbo's; 0
+ *              libjpeg-turbo's; 2 this module's or a ValueError where it declines; 3 as 2, with
+ *              none of the instruction-set extensions the CPU may offer (0, 2 and 3 are for
+ *              tests). The pixels do not depend on it.
  * decode_resized(data, scale_num, x0, y0, width, height, box, out, out_width, out_height,
  *                hflip, vflip[, widest[, entropy]]) -> None
  *   the same window, resized as _resample.resize_into(window, width, height, box, out, ...)
@@ -40,11 +41,12 @@
 #include <jpeglib.h>
 
 #include "_jpeg_huffman.h"
+#include "_jpeg_progressive.h"
 #include "_resample_core.h"
 
-/* Which Huffman decoder reads the scan: libjpeg's, this module's where it can
- * (_jpeg_huffman.h), or this module's only, an error where it declines (for tests). */
-enum { ENTROPY_LIBJPEG = 0, ENTROPY_FAST = 1, ENTROPY_FAST_ONLY = 2 };
+/* Which Huffman decoder reads the scans: libjpeg's, this module's where it can, or this
+ * module's only, an error where it declines, with the CPU's extensions or without (for tests). */
+enum { ENTROPY_LIBJPEG = 0, ENTROPY_FAST = 1, ENTROPY_FAST_ONLY = 2, ENTROPY_FAST_PORTABLE = 3 };
 #define DECODE_DECLINED (-4)
 
 typedef struct {
@@ -98,7 +100,7 @@ typedef void (*row_sink)(void *sink, JDIMENSION index, const unsigned char *pixe
 static int decode_rows_once(const unsigned char *data, size_t size, int scale_num,
                             JDIMENSION x0, JDIMENSION y0, JDIMENSION width, JDIMENSION height,
                             JDIMENSION first, JDIMENSION rows, row_sink sink, void *sink_state,
-                            int entropy, char *message) {
+                            int entropy, int extensions, char *message) {
     struct jpeg_decompress_struct cinfo;
     window_error_mgr err;
     JSAMPLE *volatile row_memory = NULL;
@@ -129,6 +131,15 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
         status = -2;
         goto done;
     }
+    /* A progressive file's scans are all read by jpeg_start_decompress: its decoder goes in
+     * first. A sequential file's one scan is read as rows are: its decoder goes in after. */
+    if (entropy != ENTROPY_LIBJPEG && cinfo.progressive_mode) {
+        huffman = progressive_install(&cinfo, extensions);
+        if (huffman == NULL && entropy != ENTROPY_FAST) {
+            status = DECODE_DECLINED;
+            goto done;
+        }
+    }
     jpeg_start_decompress(&cinfo);
 
     /* Two columns of context each side: fancy chroma upsampling treats the cropped region's
@@ -153,9 +164,9 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
         status = -3;
         goto done;
     }
-    if (entropy != ENTROPY_LIBJPEG) {
+    if (entropy != ENTROPY_LIBJPEG && !cinfo.progressive_mode) {
         huffman = huffman_install(&cinfo);
-        if (huffman == NULL && entropy == ENTROPY_FAST_ONLY) {
+        if (huffman == NULL && entropy != ENTROPY_FAST) {
             status = DECODE_DECLINED;
             goto done;
         }
@@ -177,7 +188,10 @@ static int decode_rows_once(const unsigned char *data, size_t size, int scale_nu
         if (cmyk) cmyk_to_rgbx(row + offset, width);
         sink(sink_state, first + y, row + offset);
     }
-    if (err.warned) status = -1;
+    if (err.warned) { /* libjpeg went on, but the data was corrupt */
+        strncpy(message, err.message, JMSG_LENGTH_MAX);
+        status = -1;
+    }
 done:
     jpeg_destroy_decompress(&cinfo); /* abandons the rows after the window: never decoded */
     free(row_memory);
@@ -194,16 +208,28 @@ done:
 static int decode_rows(const unsigned char *data, size_t size, int scale_num, JDIMENSION x0,
                        JDIMENSION y0, JDIMENSION width, JDIMENSION height, JDIMENSION first,
                        JDIMENSION rows, row_sink sink, void *sink_state, int entropy,
-                       char *message) {
+                       int extensions, char *message) {
     int status = decode_rows_once(data, size, scale_num, x0, y0, width, height, first, rows,
-                                  sink, sink_state, entropy, message);
+                                  sink, sink_state, entropy, extensions, message);
     if (status != DECODE_DECLINED) return status;
-    if (entropy == ENTROPY_FAST_ONLY) {
+    if (entropy != ENTROPY_FAST) {
         snprintf(message, JMSG_LENGTH_MAX, "the fast Huffman decoder declined this JPEG");
         return -1;
     }
     return decode_rows_once(data, size, scale_num, x0, y0, width, height, first, rows, sink,
-                            sink_state, ENTROPY_LIBJPEG, message);
+                            sink_state, ENTROPY_LIBJPEG, 0, message);
+}
+
+/* What the module keeps: the instruction-set extensions the progressive decoder uses, found
+ * once as it loads. */
+typedef struct {
+    int extensions;
+} module_state;
+
+/* The extensions a call's `entropy` asks for: the CPU's, or none (for tests). */
+static int extensions_for(PyObject *self, int entropy) {
+    const module_state *state = PyModule_GetState(self);
+    return entropy == ENTROPY_FAST_PORTABLE ? 0 : state->extensions;
 }
 
 typedef struct {
@@ -279,6 +305,7 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
                           &out, &entropy))
         return NULL;
     PyObject *result = NULL;
+    int extensions = extensions_for(self, entropy);
     if (scale_num < 1 || scale_num > 8) {
         PyErr_Format(PyExc_ValueError, "scale_num must be 1..8, got %d", scale_num);
     } else if (!PyBuffer_IsContiguous(&out, 'C') ||
@@ -292,7 +319,7 @@ static PyObject *decode_window(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         window_copy copy = {out.buf, (size_t)width * 4};
         status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height, 0,
-                             height, copy_row, &copy, entropy, message);
+                             height, copy_row, &copy, entropy, extensions, message);
         Py_END_ALLOW_THREADS
         result = none_or_error(status, message);
     }
@@ -313,6 +340,7 @@ static PyObject *decode_resized(PyObject *self, PyObject *args) {
                           &hflip, &vflip, &widest, &entropy))
         return NULL;
     PyObject *result = NULL;
+    int extensions = extensions_for(self, entropy);
     if (scale_num < 1 || scale_num > 8) {
         PyErr_Format(PyExc_ValueError, "scale_num must be 1..8, got %d", scale_num);
     } else if (width > INT_MAX || height > INT_MAX) {
@@ -326,7 +354,7 @@ static PyObject *decode_resized(PyObject *self, PyObject *args) {
         if (status == 0) {
             status = decode_rows(data.buf, (size_t)data.len, scale_num, x0, y0, width, height,
                                  (JDIMENSION)r.first, (JDIMENSION)(r.last - r.first),
-                                 resample_row, &r, entropy, message);
+                                 resample_row, &r, entropy, extensions, message);
             if (status == 0) resampler_finish(&r, out.buf, hflip, vflip);
         } else {
             snprintf(message, JMSG_LENGTH_MAX, "out of memory to resize a %ux%u window", width,
@@ -359,7 +387,13 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_jpegwindow",
     "Windowed, DCT-scaled JPEG decoding with libjpeg-turbo and a faster Huffman decoder "
     "(optional accelerator).",
-    -1, methods,
+    sizeof(module_state), methods,
 };
 
-PyMODINIT_FUNC PyInit__jpegwindow(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__jpegwindow(void) {
+    PyObject *created = PyModule_Create(&module);
+    if (created == NULL) return NULL;
+    module_state *state = PyModule_GetState(created);
+    state->extensions = progressive_extensions();
+    return created;
+}

@@ -252,6 +252,26 @@ def test_progressive_scans_with_restart_markers_long_codes_and_the_largest_value
                 assert same(fast, libjpeg), window
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_end_of_band_runs_longer_than_two_to_the_fourteen_blocks(mode: str) -> None:
+    """A flat image's AC scans are one end-of-band run after another, each as long as a run can
+    be (2**14 blocks and up to 2**14 - 1 more in its extra bits): 2048x1024 has 32,768 blocks."""
+    pixels = np.full((1024, 2048, 3), 117, np.uint8)
+    pixels[:8, :8] = 200  # one block with AC coefficients, so the runs start after it
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, progressive=True)
+    data = buffer.getvalue()
+    rng = np.random.default_rng(len(mode))
+    for window in [(8, 0, 0, 2048, 1024), *windows(data, rng, 3)[4:]]:
+        libjpeg = decode_window(data, window, LIBJPEG)
+        for fast in (
+            decode_window(data, window, FAST_ONLY),
+            decode_window(data, window, FAST_PORTABLE),
+        ):
+            assert not isinstance(fast, str), (window, fast)
+            assert same(fast, libjpeg), window
+
+
 def damaged(data: bytes, rng: np.random.Generator) -> bytes:
     """``data`` with its scan damaged in one of the ways files are: a byte changed, a 0xFF byte
     or a marker where data should be, a restart marker out of turn, a run of random bytes, fill

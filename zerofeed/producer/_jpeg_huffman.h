@@ -305,6 +305,9 @@ decline:
  * and jpeg_crop_scanline, before reading or skipping rows; free with huffman_free after
  * jpeg_destroy_decompress. */
 static huffman_decoder *huffman_install(j_decompress_ptr cinfo) {
+#ifndef LIBJPEG_TURBO_VERSION_NUMBER
+    return NULL; /* IJG's libjpeg: its decoders may not do as libjpeg-turbo's */
+#endif
     entropy_decoder_head *entropy = (entropy_decoder_head *)cinfo->entropy;
     if (cinfo->progressive_mode || cinfo->arith_code ||
         cinfo->data_precision != 8 || cinfo->Ss != 0 || cinfo->Se != DCTSIZE2 - 1 ||

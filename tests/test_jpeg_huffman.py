@@ -63,6 +63,16 @@ def same(left: np.ndarray | str, right: np.ndarray | str) -> bool:
     return np.array_equal(left, right)
 
 
+def assert_fast_gives_libjpegs(data: bytes, window: Window, context: object = None) -> None:
+    """zerofeed's decoder takes the JPEG, with the CPU's extensions and without, and gives the
+    window's pixels libjpeg's decoder gives."""
+    libjpeg = decode_window(data, window, LIBJPEG)
+    for entropy in (FAST_ONLY, FAST_PORTABLE):
+        fast = decode_window(data, window, entropy)
+        assert not isinstance(fast, str), (context, window, fast)
+        assert same(fast, libjpeg), (context, window)
+
+
 def windows(data: bytes, rng: np.random.Generator, count: int) -> list[Window]:
     """The whole image at every DCT scale, then ``count`` random windows at random scales."""
     size = decode.open_image(data).size
@@ -117,19 +127,29 @@ def scan_kinds(data: bytes) -> set[str]:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("quality", [30, 90, 100])
-def test_sequential_jpegs_take_the_fast_decoder_and_give_libjpegs_pixels(
-    kind: str, quality: int
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpegs_take_the_fast_decoder_and_give_libjpegs_pixels(
+    kind: str, quality: int, progressive: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Sequential scans, and every kind of progressive one: DC first passes and refinements, AC
+    spectral bands, their first passes to a few bits and the refinements, with end-of-band runs
+    across blocks."""
+    monkeypatch.setattr(ImageFile, "MAXBLOCK", 1 << 22)  # Pillow's guess is short at quality 100
     subsampling, mode = KINDS[kind]
-    rng = np.random.default_rng([quality, subsampling, len(mode)])
+    rng = np.random.default_rng([quality, subsampling, len(mode), progressive])
     for size in ((517, 333), (64, 64), (9, 7)):
         data = photo(
-            size, int(rng.integers(1000)), subsampling=subsampling, mode=mode, quality=quality
+            size,
+            int(rng.integers(1000)),
+            subsampling=subsampling,
+            mode=mode,
+            quality=quality,
+            progressive=progressive,
         )
+        if progressive and size[0] > 64:
+            assert scan_kinds(data) == {"DC first", "DC refine", "AC first", "AC refine"}
         for window in windows(data, rng, 6):
-            fast = decode_window(data, window, FAST_ONLY)
-            assert not isinstance(fast, str), (size, window, fast)
-            assert same(fast, decode_window(data, window, LIBJPEG)), (size, window)
+            assert_fast_gives_libjpegs(data, window, size)
         window = windows(data, rng, 1)[-1]
         assert same(decode_resized(data, window, FAST_ONLY), decode_resized(data, window, LIBJPEG))
 
@@ -160,9 +180,7 @@ def test_codes_longer_than_the_fast_table_and_the_largest_values(
     )
     for data in (noisy, buffer.getvalue()):
         for window in windows(data, rng, 8):
-            fast = decode_window(data, window, FAST_ONLY)
-            assert not isinstance(fast, str), (window, fast)
-            assert same(fast, decode_window(data, window, LIBJPEG)), window
+            assert_fast_gives_libjpegs(data, window)
 
 
 @pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "grey", "cmyk"])
@@ -180,42 +198,7 @@ def test_scans_with_restart_markers_take_the_fast_decoder(
         data = photo(size, int(rng.integers(1000)), subsampling=subsampling, mode=mode, **restarts)
         assert b"\xff\xdd" in data  # a DRI segment: restart markers follow
         for window in windows(data, rng, 6):
-            fast = decode_window(data, window, FAST_ONLY)
-            assert not isinstance(fast, str), (size, window, fast)
-            assert same(fast, decode_window(data, window, LIBJPEG)), (size, window)
-
-
-@pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("quality", [30, 90, 100])
-def test_progressive_jpegs_take_the_fast_decoder_and_give_libjpegs_pixels(
-    kind: str, quality: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every kind of progressive scan: DC first passes and refinements, AC spectral bands, their
-    first passes to a few bits and the refinements, with end-of-band runs across blocks."""
-    monkeypatch.setattr(ImageFile, "MAXBLOCK", 1 << 22)  # Pillow's guess is short at quality 100
-    subsampling, mode = KINDS[kind]
-    rng = np.random.default_rng([quality, subsampling, len(mode), 1])
-    for size in ((517, 333), (64, 64), (9, 7)):
-        data = photo(
-            size,
-            int(rng.integers(1000)),
-            subsampling=subsampling,
-            mode=mode,
-            quality=quality,
-            progressive=True,
-        )
-        if size[0] > 64:
-            assert scan_kinds(data) == {"DC first", "DC refine", "AC first", "AC refine"}
-        for window in windows(data, rng, 6):
-            libjpeg = decode_window(data, window, LIBJPEG)
-            for fast in (
-                decode_window(data, window, FAST_ONLY),
-                decode_window(data, window, FAST_PORTABLE),
-            ):
-                assert not isinstance(fast, str), (size, window, fast)
-                assert same(fast, libjpeg), (size, window)
-        window = windows(data, rng, 1)[-1]
-        assert same(decode_resized(data, window, FAST_ONLY), decode_resized(data, window, LIBJPEG))
+            assert_fast_gives_libjpegs(data, window, size)
 
 
 @pytest.mark.parametrize("kind", ["4:2:0", "grey", "cmyk"])
@@ -243,13 +226,7 @@ def test_progressive_scans_with_restart_markers_long_codes_and_the_largest_value
     assert all(b"\xff\xdd" in data for data in restarts)
     for data in (noisy, buffer.getvalue(), *restarts):
         for window in windows(data, rng, 6):
-            libjpeg = decode_window(data, window, LIBJPEG)
-            for fast in (
-                decode_window(data, window, FAST_ONLY),
-                decode_window(data, window, FAST_PORTABLE),
-            ):
-                assert not isinstance(fast, str), (window, fast)
-                assert same(fast, libjpeg), window
+            assert_fast_gives_libjpegs(data, window)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
@@ -263,13 +240,7 @@ def test_end_of_band_runs_longer_than_two_to_the_fourteen_blocks(mode: str) -> N
     data = buffer.getvalue()
     rng = np.random.default_rng(len(mode))
     for window in [(8, 0, 0, 2048, 1024), *windows(data, rng, 3)[4:]]:
-        libjpeg = decode_window(data, window, LIBJPEG)
-        for fast in (
-            decode_window(data, window, FAST_ONLY),
-            decode_window(data, window, FAST_PORTABLE),
-        ):
-            assert not isinstance(fast, str), (window, fast)
-            assert same(fast, libjpeg), window
+        assert_fast_gives_libjpegs(data, window)
 
 
 def damaged(data: bytes, rng: np.random.Generator) -> bytes:

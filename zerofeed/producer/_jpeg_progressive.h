@@ -8,9 +8,9 @@
  * every scan into whole-image coefficient buffers inside jpeg_start_decompress, before any row
  * comes out, and its refinement scans read each correction bit with a check and a call: they
  * are most of a progressive image's time. This decoder reads the same scans with the eight-bytes-
- * at-a-time reader and the one-look-up tables of the sequential decoder, and finds the
- * coefficients that take a correction bit at the end of a band from a mask of the block's
- * nonzero coefficients, without visiting the zeros.
+ * at-a-time reader and the one-look-up tables of the sequential decoder, and in a refinement scan
+ * visits only the coefficients that take a correction bit, found from a mask of the block's
+ * nonzero ones, instead of every position of the band (progressive_ac_refine_with).
  *
  * It takes a scan after libjpeg has started it: libjpeg's own start_pass has checked the scan's
  * parameters and recorded its progression (coef_bits), and set up its decoder, and libjpeg calls

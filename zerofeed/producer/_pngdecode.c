@@ -101,12 +101,27 @@ static inline uint8_t paeth(int a, int b, int c) {
     return (uint8_t)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
 }
 
+/* Undo the Sub filter: each byte adds the byte one pixel to its left. The pixel to the left is
+ * kept in `left` (in registers, where `bpp` is a constant the compiler sees), not read back from
+ * the row it was just stored to, which would make each byte wait for the last one's store. */
+static inline void unfilter_sub(uint8_t *row, size_t n, int bpp) {
+    uint8_t left[4];
+    memcpy(left, row, (size_t)bpp);
+    for (size_t i = (size_t)bpp; i < n; i += (size_t)bpp)
+        for (int c = 0; c < bpp; c++) row[i + c] = left[c] = (uint8_t)(row[i + c] + left[c]);
+}
+
 /* Undo the row's filter in place; `prev` is the previous row, unfiltered (zeros for the first). */
 static void unfilter(int type, uint8_t *row, const uint8_t *prev, size_t n, int bpp) {
     size_t i;
     switch (type) {
         case 1:
-            for (i = bpp; i < n; i++) row[i] = (uint8_t)(row[i] + row[i - bpp]);
+            switch (bpp) { /* each a copy with `bpp` constant */
+                case 1: unfilter_sub(row, n, 1); break;
+                case 2: unfilter_sub(row, n, 2); break;
+                case 3: unfilter_sub(row, n, 3); break;
+                default: unfilter_sub(row, n, 4); break;
+            }
             break;
         case 2:
             for (i = 0; i < n; i++) row[i] = (uint8_t)(row[i] + prev[i]);

@@ -208,6 +208,20 @@ static inline int huffman_symbol(huffman_reader *d, const huffman_table *table, 
     return huffman_long_symbol(d, table);
 }
 
+/* Decodes a DC difference into `difference`: 0 for a code no table has, else 1. */
+static inline int huffman_dc(huffman_reader *d, const huffman_table *table, int *difference) {
+    int32_t entry = table->fast[d->bits >> (64 - HUFFMAN_FAST_BITS)];
+    if (entry & HUFFMAN_DONE) {
+        huffman_take_entry(d, entry);
+        *difference = entry >> 16;
+        return 1;
+    }
+    int size = huffman_symbol(d, table, entry);
+    if (size < 0) return 0;
+    *difference = size ? huffman_extend(huffman_take(d, size), size) : 0;
+    return 1;
+}
+
 /* Decodes one block's AC coefficients into `block` (natural order), or past them when `block`
  * is NULL. The index one past the last coefficient: 64 for a full block, more for a run past its
  * end, -1 for a bad code. Starts each coefficient with at least 32 bits in the reader: enough
@@ -239,6 +253,13 @@ static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOE
     return k;
 }
 
+/* Whether the reader stands before a marker with nothing of the data left but the last byte's
+ * padding (fewer than 8 bits): where a well-formed interval or scan ends. The marker's code,
+ * r->next[1], is the caller's to check. */
+static inline int huffman_at_marker(const huffman_reader *r) {
+    return r->count - r->zeros < 8 && r->end - r->next >= 2 && r->next[0] == 0xFF;
+}
+
 /* Moves past the restart marker that ends an interval, as libjpeg's process_restart does for a
  * well-formed one: what is left of the last byte is padding, the marker is the next RSTn, and
  * the DC predictions (and a progressive scan's end-of-band run) start again from 0. 0 where the
@@ -246,9 +267,7 @@ static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOE
  * resynchronise). */
 static int huffman_restart(huffman_decoder *d) {
     huffman_reader *r = &d->reader;
-    if (r->count - r->zeros >= 8 || r->end - r->next < 2 || r->next[0] != 0xFF ||
-        r->next[1] != 0xD0 + d->next_restart)
-        return 0;
+    if (!huffman_at_marker(r) || r->next[1] != 0xD0 + d->next_restart) return 0;
     r->next += 2;
     r->bits = 0;
     r->count = r->zeros = 0;
@@ -273,16 +292,8 @@ static boolean huffman_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
     for (int b = 0; b < d->blocks; b++) {
         JCOEF *block = MCU_data ? MCU_data[b][0] : NULL;
         if (reader.count < 32) huffman_refill(&reader);
-        int32_t entry = d->dc_of[b]->fast[reader.bits >> (64 - HUFFMAN_FAST_BITS)];
         int difference;
-        if (entry & HUFFMAN_DONE) {
-            huffman_take_entry(&reader, entry);
-            difference = entry >> 16;
-        } else {
-            int size = huffman_symbol(&reader, d->dc_of[b], entry);
-            if (size < 0) goto decline;
-            difference = size ? huffman_extend(huffman_take(&reader, size), size) : 0;
-        }
+        if (!huffman_dc(&reader, d->dc_of[b], &difference)) goto decline;
         if (d->dc_needed[b]) {
             int *last = &d->last_dc[d->component_of[b]];
             *last = (int)((unsigned)*last + (unsigned)difference); /* libjpeg's wrap-around */

@@ -165,16 +165,8 @@ static int progressive_dc(progressive_decoder *p, huffman_reader *r, JBLOCKROW *
             if (huffman_take(r, 1)) block[0] = (JCOEF)(block[0] | (1 << p->Al));
             continue;
         }
-        int32_t entry = d->dc_of[b]->fast[r->bits >> (64 - HUFFMAN_FAST_BITS)];
         int difference;
-        if (entry & HUFFMAN_DONE) {
-            huffman_take_entry(r, entry);
-            difference = entry >> 16;
-        } else {
-            int size = huffman_symbol(r, d->dc_of[b], entry);
-            if (size < 0) return 0;
-            difference = size ? huffman_extend(huffman_take(r, size), size) : 0;
-        }
+        if (!huffman_dc(r, d->dc_of[b], &difference)) return 0;
         int *last = &d->last_dc[d->component_of[b]];
         if ((*last >= 0 && difference > INT_MAX - *last) ||
             (*last < 0 && difference < INT_MIN - *last))
@@ -296,8 +288,8 @@ __attribute__((target("bmi2"))) static int progressive_ac_refine_bmi2(progressiv
  * left over): hand libjpeg's source the marker. 0 where it did not. */
 static int progressive_end_scan(j_decompress_ptr cinfo, progressive_decoder *p) {
     const huffman_reader *r = &p->huffman.reader;
-    if (r->count - r->zeros >= 8 || r->zeros > r->count || r->truncated ||
-        r->end - r->next < 2 || r->next[0] != 0xFF || r->next[1] == 0x00 || r->next[1] == 0xFF)
+    if (!huffman_at_marker(r) || r->zeros > r->count || r->truncated || r->next[1] == 0x00 ||
+        r->next[1] == 0xFF)
         return 0; /* data left over, or fill bytes (0xFF 0xFF 0x00 is data to libjpeg) */
     cinfo->src->next_input_byte = r->next;
     cinfo->src->bytes_in_buffer = (size_t)(r->end - r->next);

@@ -158,7 +158,9 @@ def run_rows(
             started = time.perf_counter()
             row_cfg = big_cfg if row.kind == "memory" and big_cfg else cfg
             if row.key == "model_alone_paced":
-                row_cfg = dataclasses.replace(cfg, pace_ms=pace_ms)
+                row_cfg = dataclasses.replace(row_cfg, pace_ms=pace_ms)
+            if row_cfg.runs < row.min_runs and not args.quick:
+                row_cfg = dataclasses.replace(row_cfg, runs=row.min_runs)
             result = run_row(
                 row.key, row_cfg, log_dir=DATA_DIR / "logs", timeout=args.timeout, load=args.load
             )

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.rows import ROWS
+from bench.rows import ROWS, SHORT_ROW_RUNS
 from bench.targets import (
     MEMORY_LIMIT_BYTES,
     MiB,
@@ -244,8 +244,17 @@ def _producers(producers: int | str, cores: int) -> str:
 def _epochs(cfg: dict[str, Any]) -> str:
     rounds, runs, warmup = int(cfg.get("rounds", 1)), int(cfg["runs"]), int(cfg["warmup"])
     if rounds == 1:
-        return f"median of {runs} timed epoch(s) after {warmup} warm-up epoch(s)"
-    return (
-        f"median of {runs * rounds} timed epochs: {rounds} rounds, each running every row in turn "
-        f"in a fresh process ({warmup} warm-up epoch(s), then {runs} timed)"
-    )
+        text = f"median of {runs} timed epoch(s) after {warmup} warm-up epoch(s)"
+    else:
+        text = (
+            f"median of {runs * rounds} timed epochs: {rounds} rounds, each running every row in "
+            f"turn in a fresh process ({warmup} warm-up epoch(s), then {runs} timed)"
+        )
+    chosen = cfg.get("rows") or [row.key for row in ROWS]
+    longer = [row.key for row in ROWS if row.min_runs > runs and row.key in chosen]
+    if longer and not cfg.get("quick"):
+        text += (
+            f"; {', '.join(longer)} time {SHORT_ROW_RUNS} epochs a round, as their short epochs "
+            "swing with the machine's speed"
+        )
+    return text

@@ -13,7 +13,14 @@ from typing import Any
 
 from bench.config import RunConfig
 
-__all__ = ["ROWS", "Row", "row"]
+__all__ = ["ROWS", "SHORT_ROW_RUNS", "Row", "row"]
+
+SHORT_ROW_RUNS = 3
+"""Timed epochs a round, at least, of the rows whose figures the tightest targets compare
+(``zerofeed``, ``zerofeed_fit``, ``raw``, ``model_alone_paced``). Their epochs last 1.5-3 s on the
+photos, and this VM's speed swings by +-12 % from one 1.5 s window to the next (860-1,137 img/s
+of ``raw`` over 60 s, 2026-12-07): one epoch a round is one draw of that swing, three are a
+median of it, for a few seconds more a round."""
 
 _AA = "antialiased (Pillow bilinear)"
 _CROP = "decode, RRC 35-100 %, resize 224, flip, uint8, batch 64"
@@ -31,6 +38,7 @@ class Row:
     kwargs: dict[str, Any] = field(default_factory=dict)
     kind: str = "throughput"  # or "raw" (single core), "memory" (4x data), "baseline", "model"
     sets: tuple[str, ...] = ("photos", "large", "mixed")  # the data sets (--set) it runs on
+    min_runs: int = 1  # timed epochs per round at least, whatever --runs says (see SHORT_ROW_RUNS)
 
     def run(self, cfg: RunConfig) -> dict[str, object]:
         """Import the runner and call it (in the row's subprocess)."""
@@ -48,6 +56,7 @@ ROWS: tuple[Row, ...] = (
         _AA,
         _CROP + "; only the crop window is decoded (reduced scale when the crop allows)",
         "bench.pipelines.feed:run_feed_iterate",
+        min_runs=SHORT_ROW_RUNS,
     ),
     Row(
         "zerofeed_fit",
@@ -55,6 +64,7 @@ ROWS: tuple[Row, ...] = (
         _AA,
         "as above, plus a trivial model's training step",
         "bench.pipelines.feed:run_feed_fit",
+        min_runs=SHORT_ROW_RUNS,
     ),
     Row(
         "tfdata_fused",
@@ -109,6 +119,7 @@ ROWS: tuple[Row, ...] = (
         "bench.pipelines.fit:run_model_alone",
         {"paced": True},
         kind="model",
+        min_runs=SHORT_ROW_RUNS,  # idle steps vary in cost more than busy ones
     ),
     Row(
         "tfdata",
@@ -209,6 +220,7 @@ ROWS: tuple[Row, ...] = (
         "zerofeed's per-image work alone (no batching, transport or Keras)",
         "bench.pipelines.raw:run_raw",
         kind="raw",
+        min_runs=SHORT_ROW_RUNS,
     ),
     Row(
         "zerofeed_4x",

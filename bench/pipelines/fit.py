@@ -12,8 +12,6 @@ from bench.config import BATCH_SIZE, IMAGE_SIZE, RunConfig
 from bench.measure import EpochTimes, sys_time, tree_cpu_seconds
 from bench.pipelines.manifest import read_manifest
 
-PACED_RUNS = 3
-"""Timed epochs per round of ``model_alone_paced`` (at least)."""
 MODEL_STRIDE = 16
 """The stand-in model reads 1 pixel in ``MODEL_STRIDE`` x ``MODEL_STRIDE``."""
 
@@ -134,8 +132,7 @@ def run_model_alone(cfg: RunConfig, *, paced: bool = False) -> dict[str, object]
     )
     data = tf.data.Dataset.from_tensors(batch).repeat(steps)
     pace = cfg.pace_ms / 1000 if paced else 0.0
-    # Idle steps vary more in cost than busy ones (2.4-4.8 ms in one 9-epoch run): the paced
-    # baseline times PACED_RUNS epochs a round (at ~10 s each) so that its median holds still.
-    runs = max(cfg.runs, PACED_RUNS) if paced else cfg.runs
-    result = fit_epochs(data, images=steps * BATCH_SIZE, warmup=cfg.warmup, runs=runs, pace=pace)
+    result = fit_epochs(
+        data, images=steps * BATCH_SIZE, warmup=cfg.warmup, runs=cfg.runs, pace=pace
+    )
     return {**result, "pace_ms": cfg.pace_ms if paced else 0.0}

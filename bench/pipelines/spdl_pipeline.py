@@ -7,7 +7,7 @@ widens with the scale factor when shrinking, so the resize is antialiased. FFmpe
 decodes the whole image (no crop window, no reduced scale). SPDL's own pipeline runs it on one
 thread per core (decoding releases the GIL) and stacks batches of 64 in order. SPDL installs
 from PyPI (``spdl``, ``spdl_io``) and needs FFmpeg's shared libraries (Debian:
-``libavcodec59 libavformat59 libavfilter8 libswscale6``); without either the row says so and is
+``libavdevice59 libavcodec59 libavformat59 libavfilter8 libswscale6``); without either the row says so and is
 skipped.
 """
 
@@ -56,11 +56,15 @@ def _collate(samples: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndar
 def run_spdl(cfg: RunConfig) -> dict[str, object]:
     """Every image once an epoch, shuffled, in batches of 64; ``{"absent": why}`` without SPDL."""
     try:
-        import spdl.io  # noqa: F401
+        import spdl.io
         from spdl.pipeline import PipelineBuilder
     except (ImportError, OSError) as exc:  # OSError: FFmpeg's libraries missing
         return {"absent": f"SPDL is not usable ({type(exc).__name__}: {exc})"}
     paths, labels = read_manifest(cfg.manifest_path)
+    try:  # SPDL binds FFmpeg at first use; without its libraries every image fails, one by one
+        spdl.io.demux_image(paths[0])
+    except RuntimeError as exc:
+        return {"absent": f"SPDL cannot load FFmpeg's libraries ({exc})"}
     load = _loader(cfg.seed)
     cores = machine_cores()
     epochs = 0
@@ -85,6 +89,10 @@ def run_spdl(cfg: RunConfig) -> dict[str, object]:
                 images += len(x)
                 batches += 1
                 last = time.perf_counter()
+        if images != len(order):  # SPDL's pipeline logs a failed item and goes on without it
+            raise RuntimeError(
+                f"SPDL delivered {images} of {len(order)} images; the log above says why"
+            )
         return images, batches, last
 
     return timed_epochs(epoch, warmup=cfg.warmup, runs=cfg.runs).summary()

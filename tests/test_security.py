@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -262,3 +263,53 @@ def test_locator_refuses_a_sibling_folder_whose_name_starts_with_the_roots(tmp_p
             locator.locate(path)
         assert caught.value.kind == "outside_root", path
     assert SampleLocator(Path("/")).locate(str(sibling / "b.png")) == sibling.resolve() / "b.png"
+
+
+def test_a_file_swapped_for_a_symlink_while_being_read_is_never_followed_out(
+    tmp_path: Path,
+) -> None:
+    """The data-root check and the open are one step for the file itself (``O_NOFOLLOW``): a
+    thread swaps a file inside the root between itself and a symlink to a secret outside it, as
+    fast as it can, while samples are read; no read may return the secret."""
+    import threading
+
+    from zerofeed.common.errors import BadSampleError
+    from zerofeed.producer.paths import SampleLocator
+    from zerofeed.producer.reader import SampleReader
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (root / "plain").write_bytes(b"plain")
+    (root / "link").symlink_to(outside / "secret")
+    reader = SampleReader(locator=SampleLocator(root))
+    stop = threading.Event()
+    swaps = 0
+
+    def swap() -> None:
+        nonlocal swaps
+        while not stop.is_set():
+            os.link(root / "plain", root / "spare")
+            os.replace(root / "spare", root / "sample")  # a plain file
+            os.symlink(outside / "secret", root / "spare")
+            os.replace(root / "spare", root / "sample")  # a symlink out of the root
+            swaps += 1
+
+    swapper = threading.Thread(target=swap)
+    (root / "sample").write_bytes(b"plain")
+    swapper.start()
+    outcomes: dict[str, int] = {}
+    try:
+        for _ in range(20_000):
+            try:
+                outcome = reader.read("sample").decode()
+            except BadSampleError as exc:
+                outcome = exc.kind
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert "secret" not in outcomes, outcomes
+    assert outcomes.get("plain", 0) > 0 and swaps > 100, (outcomes, swaps)
+    assert set(outcomes) <= {"plain", "outside_root", "missing", "unreadable"}, outcomes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -28,13 +29,34 @@ class SampleLocator:
         self._inside = os.path.join(self._root, "") if self._root is not None else ""
         self._folders: dict[str, str] = {}  # folder as named -> its real path
 
+    def open(self, path: str) -> int:
+        """The file for ``path``, opened for reading: a file descriptor the caller closes.
+
+        Checked as :meth:`locate` checks it, but for the file itself the check and the open are
+        one step: a plain file inside the root is opened with ``O_NOFOLLOW``, so a symlink put in
+        its place meanwhile is refused by the kernel, not followed; a symlink is resolved, checked
+        and its target opened the same way. Raises :class:`BadSampleError` as :meth:`locate` does,
+        and ``OSError`` for a file that cannot be opened.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+        self._refuse_nul(path)
+        if self._root is None:
+            return os.open(path, flags)
+        nofollow = flags | getattr(os, "O_NOFOLLOW", 0)
+        folder, name = os.path.split(os.path.join(self._root, path))
+        candidate = os.path.join(self._real_folder(folder), name)
+        if name not in ("", ".", "..") and candidate.startswith(self._inside):
+            try:
+                return os.open(candidate, nofollow)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:  # ELOOP: the file is a symlink
+                    raise
+        return os.open(self.locate(path), nofollow)
+
     def locate(self, path: str) -> Path:
         """The file to read for ``path``; raises :class:`BadSampleError` (kind ``outside_root``,
         or ``unreadable`` for a path no file can have)."""
-        if "\0" in path:
-            raise BadSampleError(
-                path, "unreadable", "the path contains a NUL byte, which no file name can hold"
-            )
+        self._refuse_nul(path)
         if self._root is None:
             return Path(path)
         resolved = self._resolve(os.path.join(self._root, path))
@@ -50,16 +72,28 @@ class SampleLocator:
 
     def _resolve(self, path: str) -> str:
         """``os.path.realpath(path)`` (absolute, normalised: a plain prefix test then says whether
-        it lies inside the root), remembering each folder's real path: a data set's files
-        share a few folders, and resolving one costs a system call per path component. Folders
-        are taken to stay put while the producer runs; the file itself is checked every time."""
+        it lies inside the root), with the folder's real path remembered (:meth:`_real_folder`);
+        the file itself is checked every time."""
         folder, name = os.path.split(path)
+        candidate = os.path.join(self._real_folder(folder), name)
+        if name in ("", ".", "..") or os.path.islink(candidate):
+            return os.path.realpath(candidate)
+        return candidate
+
+    def _real_folder(self, folder: str) -> str:
+        """``os.path.realpath(folder)``, remembered: a data set's files share a few folders, and
+        resolving one costs a system call per path component. Folders are taken to stay put
+        while the producer runs."""
         real_folder = self._folders.get(folder)
         if real_folder is None:
             if len(self._folders) >= _MAX_FOLDERS:
                 self._folders.clear()
             real_folder = self._folders[folder] = os.path.realpath(folder)
-        candidate = os.path.join(real_folder, name)
-        if name in ("", ".", "..") or os.path.islink(candidate):
-            return os.path.realpath(candidate)
-        return candidate
+        return real_folder
+
+    @staticmethod
+    def _refuse_nul(path: str) -> None:
+        if "\0" in path:
+            raise BadSampleError(
+                path, "unreadable", "the path contains a NUL byte, which no file name can hold"
+            )

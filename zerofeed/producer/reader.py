@@ -10,8 +10,10 @@ node's :class:`~zerofeed.producer.cache.DiskCache` when one is configured. See
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+from collections.abc import Iterator
 
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.locations import AllowList, is_url, parse_member
@@ -56,10 +58,25 @@ class SampleReader:
         if member is None:
             if is_url(path):
                 return self._remote(path, path, None)
-            return read_file(self._locator.locate(path))
+            with self._open(path, path) as fd:
+                return _read_all(fd, path)
         if is_url(member.container):
             return self._remote(path, member.container, (member.offset, member.size))
-        return read_range(self._locator.locate(member.container), member.offset, member.size, path)
+        with self._open(member.container, path) as fd:
+            return _read_at(fd, member.offset, member.size, path, member.container)
+
+    @contextlib.contextmanager
+    def _open(self, path: str, name: str) -> Iterator[int]:
+        """``path`` opened through the locator (the data-root check and the open in one step),
+        closed on leaving; ``name`` is what errors name."""
+        try:
+            fd = self._locator.open(path)
+        except OSError as exc:
+            raise _file_error(name, exc) from exc
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def _remote(self, path: str, url: str, byte_range: tuple[int, int] | None) -> bytes:
         if not self._allow.permits(url):
@@ -85,31 +102,35 @@ class SampleReader:
 def read_file(path: pathlib.Path) -> bytes:
     """The whole file, in one read of its size (no buffered file object)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
-            while chunks[-1]:  # more when the size was unknown (a pipe) or the file grew
-                chunks.append(os.read(fd, 1 << 20))
-            return chunks[0] if len(chunks) == 2 else b"".join(chunks)
-        finally:
-            os.close(fd)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise _file_error(str(path), exc) from exc
-
-
-def read_range(path: pathlib.Path, offset: int, size: int, name: str) -> bytes:
-    """``size`` bytes at ``offset`` of a local file (a shard member); ``name`` is what errors
-    name. A file that ends early is a bad sample of kind ``truncated``."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            data = os.pread(fd, size, offset)
-        finally:
-            os.close(fd)
+        return _read_all(fd, str(path))
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, name: str) -> bytes:
+    """The rest of the open file ``fd``, in one read of its size; ``name`` is what errors name."""
+    try:
+        chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
+        while chunks[-1]:  # more when the size was unknown (a pipe) or the file grew
+            chunks.append(os.read(fd, 1 << 20))
+    except OSError as exc:
+        raise _file_error(name, exc) from exc
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+
+def _read_at(fd: int, offset: int, size: int, name: str, container: str) -> bytes:
+    """``size`` bytes at ``offset`` of the open file ``fd`` (a shard, ``container``, holding the
+    member ``name``). A file that ends early is a bad sample of kind ``truncated``."""
+    try:
+        data = os.pread(fd, size, offset)
     except OSError as exc:
         raise _file_error(name, exc) from exc
     if len(data) != size:
-        raise short_read(name, str(path), offset, size, len(data))
+        raise short_read(name, container, offset, size, len(data))
     return data
 
 

@@ -42,7 +42,9 @@ class SampleLocator:
         self._refuse_nul(path)
         if self._root is None:
             return os.open(path, flags)
-        nofollow = flags | getattr(os, "O_NOFOLLOW", 0)
+        if not hasattr(os, "O_NOFOLLOW"):  # Windows: the check, then the open
+            return os.open(self.locate(path), flags)
+        nofollow = flags | os.O_NOFOLLOW
         folder, name = os.path.split(os.path.join(self._root, path))
         candidate = os.path.join(self._real_folder(folder), name)
         if name not in ("", ".", "..") and candidate.startswith(self._inside):

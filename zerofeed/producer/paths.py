@@ -38,15 +38,13 @@ class SampleLocator:
         and its target opened the same way. Raises :class:`BadSampleError` as :meth:`locate` does,
         and ``OSError`` for a file that cannot be opened.
         """
-        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
         self._refuse_nul(path)
         if self._root is None:
-            return os.open(path, flags)
+            return os.open(path, os.O_RDONLY)
         if not hasattr(os, "O_NOFOLLOW"):  # Windows: the check, then the open
-            return os.open(self.locate(path), flags)
-        nofollow = flags | os.O_NOFOLLOW
-        folder, name = os.path.split(os.path.join(self._root, path))
-        candidate = os.path.join(self._real_folder(folder), name)
+            return os.open(self.locate(path), os.O_RDONLY)
+        nofollow = os.O_RDONLY | os.O_NOFOLLOW
+        candidate, name = self._in_real_folder(os.path.join(self._root, path))
         if name not in ("", ".", "..") and candidate.startswith(self._inside):
             try:
                 return os.open(candidate, nofollow)
@@ -74,24 +72,26 @@ class SampleLocator:
 
     def _resolve(self, path: str) -> str:
         """``os.path.realpath(path)`` (absolute, normalised: a plain prefix test then says whether
-        it lies inside the root), with the folder's real path remembered (:meth:`_real_folder`);
+        it lies inside the root), with the folder's real path remembered (:meth:`_in_real_folder`);
         the file itself is checked every time."""
-        folder, name = os.path.split(path)
-        candidate = os.path.join(self._real_folder(folder), name)
+        candidate, name = self._in_real_folder(path)
         if name in ("", ".", "..") or os.path.islink(candidate):
             return os.path.realpath(candidate)
         return candidate
 
-    def _real_folder(self, folder: str) -> str:
-        """``os.path.realpath(folder)``, remembered: a data set's files share a few folders, and
-        resolving one costs a system call per path component. Folders are taken to stay put
-        while the producer runs."""
+    def _in_real_folder(self, path: str) -> tuple[str, str]:
+        """``path``'s last component in its folder's real path, and that component.
+
+        Folders' real paths are remembered: a data set's files share a few folders, and resolving
+        one costs a system call per path component. Folders are taken to stay put while the
+        producer runs."""
+        folder, name = os.path.split(path)
         real_folder = self._folders.get(folder)
         if real_folder is None:
             if len(self._folders) >= _MAX_FOLDERS:
                 self._folders.clear()
             real_folder = self._folders[folder] = os.path.realpath(folder)
-        return real_folder
+        return os.path.join(real_folder, name), name
 
     @staticmethod
     def _refuse_nul(path: str) -> None:

@@ -10,10 +10,8 @@ node's :class:`~zerofeed.producer.cache.DiskCache` when one is configured. See
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
-from collections.abc import Iterator
 
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.locations import AllowList, is_url, parse_member
@@ -58,25 +56,26 @@ class SampleReader:
         if member is None:
             if is_url(path):
                 return self._remote(path, path, None)
-            with self._open(path, path) as fd:
+            fd = self._open(path, path)
+            try:
                 return _read_all(fd, path)
+            finally:
+                os.close(fd)
         if is_url(member.container):
             return self._remote(path, member.container, (member.offset, member.size))
-        with self._open(member.container, path) as fd:
+        fd = self._open(member.container, path)
+        try:
             return _read_at(fd, member.offset, member.size, path, member.container)
-
-    @contextlib.contextmanager
-    def _open(self, path: str, name: str) -> Iterator[int]:
-        """``path`` opened through the locator (the data-root check and the open in one step),
-        closed on leaving; ``name`` is what errors name."""
-        try:
-            fd = self._locator.open(path)
-        except OSError as exc:
-            raise _file_error(name, exc) from exc
-        try:
-            yield fd
         finally:
             os.close(fd)
+
+    def _open(self, path: str, name: str) -> int:
+        """``path`` opened through the locator (the data-root check and the open in one step), a
+        descriptor the caller closes; ``name`` is what errors name."""
+        try:
+            return self._locator.open(path)
+        except OSError as exc:
+            raise _file_error(name, exc) from exc
 
     def _remote(self, path: str, url: str, byte_range: tuple[int, int] | None) -> bytes:
         if not self._allow.permits(url):
@@ -102,7 +101,7 @@ class SampleReader:
 def read_file(path: pathlib.Path) -> bytes:
     """The whole file, in one read of its size (no buffered file object)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise _file_error(str(path), exc) from exc
     try:

@@ -184,6 +184,22 @@ def test_codes_longer_than_the_fast_table_and_the_largest_values(
 
 
 @pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "grey", "cmyk"])
+def test_blocks_that_end_on_their_last_coefficient_leave_the_next_code_to_the_next_block(
+    kind: str,
+) -> None:
+    """A block whose 64th coefficient is nonzero ends without an end-of-block code: what follows
+    is the next block's DC code. Faint noise at quality 100 gives many such blocks, with a small
+    last coefficient (a short code, where the fast table reads two symbols at once) and then a
+    DC code that the AC table also reads as a short code (the standard tables' ``00``)."""
+    subsampling, mode = KINDS[kind]
+    rng = np.random.default_rng([subsampling, len(mode), 63])
+    for seed in range(4):
+        data = photo((128, 96), seed, subsampling=subsampling, mode=mode, quality=100, noise=3)
+        for window in windows(data, rng, 2):
+            assert_fast_gives_libjpegs(data, window, seed)
+
+
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "grey", "cmyk"])
 @pytest.mark.parametrize(
     "restarts",
     [{"restart_marker_blocks": 1}, {"restart_marker_blocks": 3}, {"restart_marker_rows": 1}],

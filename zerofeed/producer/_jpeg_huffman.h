@@ -8,7 +8,10 @@
  *   - takes eight bytes at a time into its bit reader, with one check that none of them is 0xFF
  *     (the start of a stuffed byte or of a marker, which it then reads a byte at a time);
  *   - decodes most coefficients in one step: each entry of a HUFFMAN_FAST_BITS-bit table gives
- *     the run, the value and the length of code and extra bits together.
+ *     the run, the value and the length of code and extra bits together;
+ *   - in a sequential scan's AC tables, decodes two symbols in one step where both fit in the
+ *     table's bits (a small coefficient and the next one, or the end of the block: most of a
+ *     photo's last coefficients), so each look-up waits for one shift instead of two.
  * The coefficients are libjpeg's. Where libjpeg would do anything but decode a well-formed scan
  * (a code no table has, a run past the end of a block, a scan that ends in the middle of an
  * MCU, a restart marker missing, out of turn or after stray data), this decoder declines: it
@@ -40,9 +43,18 @@
 
 /* Table entries: the length consumed in the low 5 bits (0: the code is longer than the table,
  * decode it bit by bit), HUFFMAN_DONE when the entry holds the coefficient's value (in the high
- * 16 bits) and run (bits 8-11), else the code's symbol in the high 16 bits. */
+ * 16 bits) and run (bits 8-11), else the code's symbol in the high 16 bits.
+ *
+ * A sequential scan's AC tables hold their coefficients another way (huffman_pair): each
+ * HUFFMAN_DONE entry gives one coefficient (run in bits 8-11, value in bits 22-31) and may give
+ * the next symbol too, where the first leaves room for it in the table's bits: then either
+ * HUFFMAN_END (the block ends) or a second coefficient, 1 + its run in bits 12-16 and its value in
+ * bits 17-21. The length in the low bits is then both symbols'. Bit 5 is always clear (see
+ * huffman_take_entry). */
 #define HUFFMAN_LENGTH 0x1F
+#define HUFFMAN_END 0x40
 #define HUFFMAN_DONE 0x80
+#define HUFFMAN_SECOND (0x1F << 12)
 
 /* The head of libjpeg's struct jpeg_entropy_decoder (jpegint.h). */
 typedef struct {
@@ -87,7 +99,8 @@ typedef struct {
 } huffman_decoder;
 
 /* Zig-zag order to natural order, with 16 more entries so that a run past the end of a block
- * writes where libjpeg's does (jutils.c) before the block's end check declines. */
+ * writes where libjpeg's does (jutils.c) before the block's end check declines (a pair's second
+ * coefficient too: a pair whose first reaches the end is decoded alone). */
 static const uint8_t huffman_natural_order[DCTSIZE2 + 16] = {
     0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33,
     40, 48, 41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36,
@@ -131,6 +144,41 @@ static void huffman_build(huffman_table *table, const JHUFF_TBL *source, int is_
             }
         }
         code <<= 1;
+    }
+}
+
+/* Turns a sequential scan's AC table, as huffman_build makes it, into pairs (see HUFFMAN_END):
+ * every coefficient's entry takes the pair layout, and where the coefficient's code and extra
+ * bits leave room in the entry's bits for the whole of the next symbol (a coefficient whose value
+ * fits in 5 bits, or the end of the block), the entry gives that symbol too. The progressive
+ * decoder reads one symbol an entry: its tables stay as built. */
+static void huffman_pair(huffman_table *table) {
+    enum { ENTRIES = 1 << HUFFMAN_FAST_BITS };
+    /* a code of at least 1 bit leaves at most 9 extra bits: a value bits 22-31 hold */
+    _Static_assert(HUFFMAN_FAST_BITS <= 10, "pair entries hold a value of up to 9 extra bits");
+    int32_t single[ENTRIES];
+    memcpy(single, table->fast, sizeof(single));
+    for (int32_t index = 0; index < ENTRIES; index++) {
+        int32_t first = single[index];
+        if (!(first & HUFFMAN_DONE)) continue;
+        int length = first & HUFFMAN_LENGTH, value = first >> 16;
+        uint32_t entry = (uint32_t)value << 22 | (uint32_t)(first & 0xF00) | HUFFMAN_DONE;
+        /* the entry's bits after the first symbol, then zeros: an entry no longer than those
+         * bits is the next symbol's */
+        int32_t second = single[(index << length) & (ENTRIES - 1)];
+        int second_length = second & HUFFMAN_LENGTH, second_value = second >> 16;
+        if (length < HUFFMAN_FAST_BITS && second_length &&
+            length + second_length <= HUFFMAN_FAST_BITS) {
+            if ((second & HUFFMAN_DONE) && second_value >= -16 && second_value <= 15) {
+                entry |= (uint32_t)(1 + ((second >> 8) & 15)) << 12 |
+                         (uint32_t)(second_value & 0x1F) << 17;
+                length += second_length;
+            } else if (!(second & HUFFMAN_DONE) && second_value == 0) { /* end of block */
+                entry |= HUFFMAN_END;
+                length += second_length;
+            }
+        }
+        table->fast[index] = (int32_t)(entry | (uint32_t)length);
     }
 }
 
@@ -222,6 +270,22 @@ static inline int huffman_dc(huffman_reader *d, const huffman_table *table, int 
     return 1;
 }
 
+/* The first symbol of a pair entry, alone: a coefficient's run and value (as a huffman_build
+ * entry), decoded bit by bit (rare: where the block ends with the first symbol). */
+static int32_t huffman_first_of_pair(huffman_reader *d, const huffman_table *table) {
+    int length = 1;
+    int32_t code = (int32_t)(d->bits >> 63);
+    while (code > table->maxcode[length] && length < HUFFMAN_FAST_BITS) {
+        length++;
+        code = (int32_t)(d->bits >> (64 - length));
+    }
+    huffman_take(d, length);
+    int symbol = table->huffval[(code + table->valoffset[length]) & 0xFF];
+    int size = symbol & 15;
+    return (int32_t)((uint32_t)huffman_extend(huffman_take(d, size), size) << 16) |
+           (symbol >> 4) << 8;
+}
+
 /* Decodes one block's AC coefficients into `block` (natural order), or past them when `block`
  * is NULL. The index one past the last coefficient: 64 for a full block, more for a run past its
  * end, -1 for a bad code. Starts each coefficient with at least 32 bits in the reader: enough
@@ -232,9 +296,25 @@ static inline int huffman_ac(huffman_reader *d, const huffman_table *table, JCOE
         if (__builtin_expect(d->count < 32, 0)) huffman_refill(d);
         int32_t entry = table->fast[d->bits >> (64 - HUFFMAN_FAST_BITS)];
         if (__builtin_expect(entry & HUFFMAN_DONE, 1)) {
-            huffman_take_entry(d, entry);
             k += (entry >> 8) & 15;
-            if (block) block[huffman_natural_order[k]] = (JCOEF)(entry >> 16);
+            if (__builtin_expect(k >= DCTSIZE2 - 1, 0) &&
+                (entry & (HUFFMAN_END | HUFFMAN_SECOND))) {
+                /* the block ends with the first symbol: the second is the next block's */
+                entry = huffman_first_of_pair(d, table);
+                if (block) block[huffman_natural_order[k]] = (JCOEF)(entry >> 16);
+                continue;
+            }
+            huffman_take_entry(d, entry);
+            /* Both coefficients are stored, without a branch: where there is no second, its
+             * position is the first's and its value 0, which the first's then overwrites. */
+            int second = k + ((entry >> 12) & 31);
+            if (block) {
+                block[huffman_natural_order[second]] =
+                    (JCOEF)((int32_t)((uint32_t)entry << 10) >> 27);
+                block[huffman_natural_order[k]] = (JCOEF)(entry >> 22);
+            }
+            if (entry & HUFFMAN_END) return DCTSIZE2;
+            k = second;
             continue;
         }
         int symbol = huffman_symbol(d, table, entry);
@@ -345,8 +425,10 @@ static huffman_decoder *huffman_install(j_decompress_ptr cinfo) {
         const jpeg_component_info *component = cinfo->cur_comp_info[c];
         int dc = component->dc_tbl_no, ac = NUM_HUFF_TBLS + component->ac_tbl_no;
         if (!built[dc]) huffman_build(&d->tables[dc], cinfo->dc_huff_tbl_ptrs[dc], 1);
-        if (!built[ac])
+        if (!built[ac]) {
             huffman_build(&d->tables[ac], cinfo->ac_huff_tbl_ptrs[component->ac_tbl_no], 0);
+            huffman_pair(&d->tables[ac]);
+        }
         built[dc] = built[ac] = 1;
         d->component_of[b] = c;
         d->dc_of[b] = &d->tables[dc];

@@ -180,3 +180,28 @@ def test_sample_timeout_must_outlast_the_store_retries() -> None:
         )
     ProducerConfig(endpoints=("tcp://h:1",), allow=("s3://b",), sample_timeout=0)  # no limit
     ProducerConfig(endpoints=("tcp://h:1",), sample_timeout=2)  # local files only: any limit
+
+
+def test_a_local_sample_is_read_whole_from_a_file_or_a_pipe(tmp_path: Path) -> None:
+    """A regular file is read in one read of its size; a pipe (its size unknown: 0) is read on to
+    its end."""
+    data = os.urandom(300_000)
+    (tmp_path / "file.jpg").write_bytes(data)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    reader = SampleReader(locator=SampleLocator(tmp_path))
+    assert reader.read("file.jpg") == data
+    assert reader.read("empty.jpg") == b""
+    os.mkfifo(tmp_path / "pipe.jpg")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; open(sys.argv[1], 'wb').write(bytes.fromhex(sys.argv[2]))",
+            str(tmp_path / "pipe.jpg"),
+            data[:3000].hex(),
+        ]
+    )
+    try:
+        assert reader.read("pipe.jpg") == data[:3000]
+    finally:
+        writer.wait(timeout=10)

@@ -234,9 +234,10 @@ static inline void huffman_take_entry(huffman_reader *d, int32_t entry) {
     d->count -= entry & HUFFMAN_LENGTH;
 }
 
-/* The next symbol of a code longer than the fast table, or -1 for a code no table has. */
-static inline int huffman_long_symbol(huffman_reader *d, const huffman_table *table) {
-    int length = HUFFMAN_FAST_BITS + 1;
+/* The next symbol, decoded bit by bit from the canonical code, trying codes of `length` bits
+ * and longer; -1 for a code no table has. */
+static inline int huffman_canonical_symbol(huffman_reader *d, const huffman_table *table,
+                                           int length) {
     int32_t code = (int32_t)(d->bits >> (64 - length));
     while (code > table->maxcode[length]) {
         if (length == 16) return -1;
@@ -245,6 +246,11 @@ static inline int huffman_long_symbol(huffman_reader *d, const huffman_table *ta
     }
     huffman_take(d, length);
     return table->huffval[(code + table->valoffset[length]) & 0xFF];
+}
+
+/* The next symbol of a code longer than the fast table, or -1 for a code no table has. */
+static inline int huffman_long_symbol(huffman_reader *d, const huffman_table *table) {
+    return huffman_canonical_symbol(d, table, HUFFMAN_FAST_BITS + 1);
 }
 
 /* The next symbol, or -1; for a table entry without its value (HUFFMAN_DONE unset). */
@@ -273,14 +279,7 @@ static inline int huffman_dc(huffman_reader *d, const huffman_table *table, int 
 /* The first symbol of a pair entry, alone: a coefficient's run and value (as a huffman_build
  * entry), decoded bit by bit (rare: where the block ends with the first symbol). */
 static int32_t huffman_first_of_pair(huffman_reader *d, const huffman_table *table) {
-    int length = 1;
-    int32_t code = (int32_t)(d->bits >> 63);
-    while (code > table->maxcode[length] && length < HUFFMAN_FAST_BITS) {
-        length++;
-        code = (int32_t)(d->bits >> (64 - length));
-    }
-    huffman_take(d, length);
-    int symbol = table->huffval[(code + table->valoffset[length]) & 0xFF];
+    int symbol = huffman_canonical_symbol(d, table, 1); /* a code the fast table has */
     int size = symbol & 15;
     return (int32_t)((uint32_t)huffman_extend(huffman_take(d, size), size) << 16) |
            (symbol >> 4) << 8;

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 
 from zerofeed.common.errors import BadSampleError
 from zerofeed.common.locations import AllowList, is_url, parse_member
@@ -113,7 +114,10 @@ def read_file(path: pathlib.Path) -> bytes:
 def _read_all(fd: int, name: str) -> bytes:
     """The rest of the open file ``fd``, in one read of its size; ``name`` is what errors name."""
     try:
-        chunks = [os.read(fd, os.fstat(fd).st_size + 1)]
+        status = os.fstat(fd)
+        chunks = [os.read(fd, status.st_size + 1)]
+        if stat.S_ISREG(status.st_mode) and len(chunks[0]) == status.st_size:
+            return chunks[0]  # the whole file, as big as it was: no second read to see the end
         while chunks[-1]:  # more when the size was unknown (a pipe) or the file grew
             chunks.append(os.read(fd, 1 << 20))
     except OSError as exc:

@@ -2,12 +2,22 @@
 
     .venv/bin/python -m bench.epoch_stall                 # ~3 min on 2 cores
     .venv/bin/python -m bench.epoch_stall --epochs 40 --load 2
+    .venv/bin/python -m bench.epoch_stall --cases pydataset --steps 400 --epochs 12   # 12 s epochs
 
 Under the TensorFlow backend, ``fit`` makes a new ``tf.data`` iterator for every epoch. With
 tf.data's autotuning on (its default, and what Keras' ``PyDataset`` bridge asks for with
-``prefetch(AUTOTUNE)``), some epochs' first step waits about a second when other processes keep
-the cores busy, as zerofeed's producers do on the training box. No input pipeline is involved: the
-data here is one cached batch handed out after a 30 ms sleep, the pace of a fed trainer.
+``prefetch(AUTOTUNE)``), some epochs' first step waits when other processes keep the cores busy,
+as zerofeed's producers do on the training box: about a second in the photos set's 1.5 s epochs,
+longer in longer epochs. No input pipeline is involved: the data here is one cached batch handed
+out after a 30 ms sleep, the pace of a fed trainer.
+
+Why (TensorFlow 2.21, read in its source and seen in stack dumps): the previous epoch's iterator
+is destroyed on the training thread, and its destructor waits for the iterator's autotuning
+thread, which sleeps between optimisations for a period that doubles from 10 ms up to 60 s. The
+cancellation wakes that thread *before* it marks itself cancelled (``CancellationManager`` runs
+its callbacks, then sets the flag), so a thread that wakes in between finds nothing cancelled and
+sleeps out the rest of its period. A lost wake-up: how often it hits depends on scheduling, and
+busy cores make it likely.
 
 Each case runs ``--epochs`` epochs of the benchmark's trivial model (``bench/pipelines/fit.py``) in
 a fresh process, with ``--load`` busy-loop processes competing for the cores:
@@ -36,13 +46,14 @@ from typing import Any
 from bench.runner import competing_load
 
 CASES = ("pydataset", "tfdata_autotune", "tfdata_fixed", "tfdata_map", "tfdata_map_fixed")
-STEPS = 47  # the photos set's batches an epoch
+STEPS = 47  # the photos set's batches an epoch (``--steps``)
 STALL_S = 0.3
 _PACE_S = 0.03
 
 
-def _run_case(case: str, epochs: int) -> list[float]:
-    """In this process: ``fit`` for ``epochs`` epochs; each epoch's first step in seconds."""
+def _run_case(case: str, epochs: int, steps: int = STEPS) -> list[float]:
+    """In this process: ``fit`` for ``epochs`` epochs of ``steps`` steps; each epoch's first step
+    in seconds."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -55,13 +66,13 @@ def _run_case(case: str, epochs: int) -> list[float]:
     labels = np.zeros(BATCH_SIZE, np.int32)
 
     def batches() -> Iterator[tuple[Any, Any]]:
-        for _ in range(STEPS):
+        for _ in range(steps):
             time.sleep(_PACE_S)
             yield images, labels
 
     class Paced(keras.utils.PyDataset):
         def __len__(self) -> int:
-            return STEPS
+            return steps
 
         def __getitem__(self, index: int) -> tuple[Any, Any]:
             time.sleep(_PACE_S)
@@ -77,7 +88,7 @@ def _run_case(case: str, epochs: int) -> list[float]:
 
     data: Any
     if case.startswith("tfdata_map"):
-        data = tf.data.Dataset.range(STEPS).map(load)
+        data = tf.data.Dataset.range(steps).map(load)
         if case == "tfdata_map_fixed":
             options = tf.data.Options()
             options.autotune.enabled = False
@@ -96,7 +107,7 @@ def _run_case(case: str, epochs: int) -> list[float]:
             data = dataset.prefetch(2).with_options(options)
         else:
             data = dataset.prefetch(tf.data.AUTOTUNE)
-    timer = EpochTimer(STEPS * BATCH_SIZE)
+    timer = EpochTimer(steps * BATCH_SIZE)
     trivial_model().fit(data, epochs=epochs, verbose=0, callbacks=[timer])
     return [steps[0] for steps in timer.step_seconds[1:]]  # the first epoch also traces
 
@@ -104,15 +115,19 @@ def _run_case(case: str, epochs: int) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument(
+        "--steps", type=int, default=STEPS, help=f"steps an epoch, 30 ms each (default {STEPS})"
+    )
     parser.add_argument("--load", type=int, default=2, help="busy-loop processes (default 2)")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # the child's own run
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(_run_case(args.case, args.epochs)))
+        print(json.dumps(_run_case(args.case, args.epochs, args.steps)))
         return
     print(
-        f"{args.epochs} epochs a case, {args.load} busy loop(s); first step of each epoch after the first"
+        f"{args.epochs} epochs of {args.steps} steps a case, {args.load} busy loop(s); "
+        "first step of each epoch after the first"
     )
     with competing_load(args.load):
         for case in args.cases:
@@ -125,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                     case,
                     "--epochs",
                     str(args.epochs),
+                    "--steps",
+                    str(args.steps),
                 ],
                 capture_output=True,
                 text=True,

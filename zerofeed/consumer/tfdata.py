@@ -24,7 +24,8 @@ def epoch_dataset(sequence: FeedSequence) -> Any:
     training process 0.5 to 1.2 ms more a batch (``docs/performance.md``).
 
     tf.data's autotuning is off: the dataset has nothing to tune, and with it on, the first step
-    of some epochs waited about a second on busy cores (``python -m bench.epoch_stall``).
+    of some epochs waited on busy cores for the autotuning thread of the iterator Keras had let
+    go, a lost wake-up in TensorFlow (``docs/consumer.md``, ``python -m bench.epoch_stall``).
     """
     import tensorflow as tf
 

@@ -1,7 +1,9 @@
 """Runs ``model.fit`` on a FeedSequence under the backend ``KERAS_BACKEND`` names and prints, as
 JSON, the manifest rows each training step saw, per Keras epoch (tests/test_backends.py).
 
-    python tests/fit_probe.py MANIFEST --epochs 2 [--backup DIR --interrupt-at EPOCH]
+    python tests/fit_probe.py MANIFEST --epochs 2 [--backup DIR --interrupt-at EPOCH] [--tf-dataset]
+
+With ``--tf-dataset`` (TensorFlow backend) it fits ``feed.as_tf_dataset()`` instead of the feed.
 
 The model's first layer records its (concrete) input: the id images encode their manifest row in
 their colour (tests/conftest.py), so the record says exactly what was trained on, in order.
@@ -86,6 +88,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--backup", help="BackupAndRestore folder (and the feed state file)")
     parser.add_argument("--interrupt-at", type=int, help="stop fit in this epoch, at batch 1")
+    parser.add_argument("--tf-dataset", action="store_true", help="fit feed.as_tf_dataset()")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     seen = Seen()
@@ -119,7 +122,8 @@ def main() -> int:
             callbacks.append(InterruptAt(args.interrupt_at, 1))
         interrupted = False
         try:
-            model.fit(feed, epochs=args.epochs, verbose=0, callbacks=callbacks)
+            data = feed.as_tf_dataset() if args.tf_dataset else feed
+            model.fit(data, epochs=args.epochs, verbose=0, callbacks=callbacks)
         except Interrupt:
             interrupted = True
         stats = feed.stats

@@ -1,7 +1,8 @@
 """``model.fit`` under every Keras backend trains epoch k on the feed's epoch k, in plan order,
 and a fit interrupted and restarted with ``BackupAndRestore`` + ``FeedCheckpoint`` trains on the
-data an uninterrupted run would have. Each run is a real fit in a subprocess (tests/fit_probe.py),
-since a process has one Keras backend."""
+data an uninterrupted run would have; under TensorFlow, ``fit(feed.as_tf_dataset())`` too (the
+way round tf.data's first-step stall, docs/consumer.md). Each run is a real fit in a subprocess
+(tests/fit_probe.py), since a process has one Keras backend."""
 
 from __future__ import annotations
 
@@ -22,14 +23,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_processes")
 
 PROBE = Path(__file__).with_name("fit_probe.py")
 SAMPLES, BATCH, SEED = 44, 8, 5
-BACKENDS = [
-    pytest.param(
+TF_DATASET = ("--tf-dataset",)  # fit(feed.as_tf_dataset()) instead of fit(feed)
+
+
+def fit_case(backend: str, data: tuple[str, ...] = (), name: str | None = None) -> Any:
+    """A backend (skipped where its package is not installed) and what ``fit`` reads."""
+    return pytest.param(
         backend,
+        data,
+        id=name or backend,
         marks=pytest.mark.skipif(
-            importlib.util.find_spec(module) is None, reason=f"{module} is not installed"
+            importlib.util.find_spec(backend) is None, reason=f"{backend} is not installed"
         ),
     )
-    for backend, module in (("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch"))
+
+
+FITS = [
+    fit_case("tensorflow"),
+    fit_case("jax"),
+    fit_case("torch"),
+    fit_case("tensorflow", TF_DATASET, "tensorflow-as_tf_dataset"),
 ]
 
 
@@ -62,11 +75,11 @@ def trained(report: Any, epoch: int) -> list[list[int]]:
     return [sorted(rows) for rows in report["epochs"][str(epoch)]]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("backend", "data"), FITS)
 def test_fit_trains_epoch_k_on_the_feeds_epoch_k_in_plan_order(
-    backend: str, manifest: Path
+    backend: str, data: tuple[str, ...], manifest: Path
 ) -> None:
-    report = probe(backend, manifest, "--epochs", "2")
+    report = probe(backend, manifest, "--epochs", "2", *data)
     assert report["backend"] == backend
     for epoch in (0, 1):
         assert trained(report, epoch) == plan_batches(epoch), f"epoch {epoch} under {backend}"
@@ -76,15 +89,17 @@ def test_fit_trains_epoch_k_on_the_feeds_epoch_k_in_plan_order(
     assert report["images_delivered"] == 2 * SAMPLES
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", BACKENDS[1]])
+@pytest.mark.parametrize(("backend", "data"), [FITS[0], FITS[1], FITS[3]])
 def test_backup_and_restore_resumes_on_the_uninterrupted_data(
-    backend: str, manifest: Path, tmp_path: Path
+    backend: str, data: tuple[str, ...], manifest: Path, tmp_path: Path
 ) -> None:
     backup = str(tmp_path / "backup")
-    first = probe(backend, manifest, "--epochs", "3", "--backup", backup, "--interrupt-at", "1")
+    first = probe(
+        backend, manifest, "--epochs", "3", "--backup", backup, "--interrupt-at", "1", *data
+    )
     assert first["interrupted"]
     assert trained(first, 0) == plan_batches(0)
-    resumed = probe(backend, manifest, "--epochs", "3", "--backup", backup)
+    resumed = probe(backend, manifest, "--epochs", "3", "--backup", backup, *data)
     assert set(resumed["epochs"]) == {"1", "2"}, "Keras resumes at the interrupted epoch"
     for epoch in (1, 2):
         assert trained(resumed, epoch) == plan_batches(epoch)

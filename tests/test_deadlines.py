@@ -14,7 +14,7 @@ import zmq
 
 from tests.conftest import ID_SIZE, ids_of
 from zerofeed.common.protocol import Hello, Result, Task, Welcome, decode, encode
-from zerofeed.consumer import FeedSequence, FeedTimeoutError
+from zerofeed.consumer import DataConfig, Feed, FeedSequence, FeedTimeoutError, ServingConfig
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -120,7 +120,10 @@ def test_a_peer_whose_results_never_validate_is_refused_and_named(
         peer.close()
 
 
-def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def producer_that_hangs_on_row_7(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """30 id images, row 7 marked, and a producer of 6 workers whose plugin hangs for good on the
+    marked one. Yields the manifest and the endpoint to bind; kills the producer's tree after."""
     import numpy as np
     import psutil
     from PIL import Image
@@ -136,7 +139,20 @@ def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_p
         endpoint, tmp_path, "--plugin", "tests.plugin_hanging", "--workers", "6"
     )
     try:
-        with FeedSequence(
+        yield manifest, endpoint
+    finally:
+        tree = [psutil.Process(producer.pid), *psutil.Process(producer.pid).children(True)]
+        for process in tree:  # workers stuck in the plugin cannot stop gracefully
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(tree, timeout=30)
+        producer.wait(timeout=30)
+
+
+def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_path: Path) -> None:
+    with (
+        producer_that_hangs_on_row_7(tmp_path) as (manifest, endpoint),
+        FeedSequence(
             manifest,
             batch_size=5,
             image_size=ID_SIZE,
@@ -149,20 +165,49 @@ def test_a_sample_that_hangs_every_producer_is_left_out_and_the_epoch_ends(tmp_p
             task_timeout=1.0,
             max_queue_size=3,
             timeout=60,
-        ) as seq:
-            for epoch in range(2):  # the second epoch leaves the sample out from the start
-                rows = [row for index in range(len(seq)) for row in ids_of(seq[index][0])]
-                assert sorted(rows) == [r for r in range(30) if r != 7], f"epoch {epoch}"
-                seq.on_epoch_end()
-            skipped = seq.stats.skipped
-        assert [(s.path, s.kind, s.epoch) for s in skipped] == [
-            ("img/00007.png", "stalled", 0),
-            ("img/00007.png", "stalled", 1),
-        ]
-    finally:
-        tree = [psutil.Process(producer.pid), *psutil.Process(producer.pid).children(True)]
-        for process in tree:  # workers stuck in the plugin cannot stop gracefully
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        psutil.wait_procs(tree, timeout=30)
-        producer.wait(timeout=30)
+        ) as seq,
+    ):
+        for epoch in range(2):  # the second epoch leaves the sample out from the start
+            rows = [row for index in range(len(seq)) for row in ids_of(seq[index][0])]
+            assert sorted(rows) == [r for r in range(30) if r != 7], f"epoch {epoch}"
+            seq.on_epoch_end()
+        skipped = seq.stats.skipped
+    assert [(s.path, s.kind, s.epoch) for s in skipped] == [
+        ("img/00007.png", "stalled", 0),
+        ("img/00007.png", "stalled", 1),
+    ]
+
+
+def test_a_batch_of_only_stalled_samples_wakes_its_waiter_at_once(tmp_path: Path) -> None:
+    """Such a batch gets no task: it is ready when its turn to be issued comes, and a wait for it
+    ends then, not at the next result (here none is coming) or the next wait log."""
+    with (
+        producer_that_hangs_on_row_7(tmp_path) as (manifest, endpoint),
+        Feed(
+            manifest,
+            data=DataConfig(
+                batch_size=1,
+                image_size=ID_SIZE,
+                augment={"custom": {"hang_on_marked": {}}},
+                shuffle=False,
+                on_error="skip",
+            ),
+            serving=ServingConfig(
+                bind=endpoint,
+                local_producers=0,
+                plugins=["tests.plugin_hanging"],
+                task_timeout=1.0,
+                max_queue_size=1,  # in epoch 1, nothing but the awaited batch is issued
+                timeout=20,
+                wait_log_interval=20,
+            ),
+        ) as feed,
+    ):
+        for batch in range(len(feed)):  # batch 7 (row 7 alone) is left out as stalled
+            feed.get(0, batch)
+        started = time.monotonic()
+        stalled = feed.get(1, 7)
+        waited = time.monotonic() - started
+    assert len(stalled.images) == 0
+    assert [(s.path, s.kind, s.epoch) for s in stalled.skipped] == [("img/00007.png", "stalled", 1)]
+    assert waited < 5, f"the wait for a batch of only stalled samples took {waited:.1f} s"

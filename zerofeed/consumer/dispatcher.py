@@ -537,7 +537,8 @@ class Dispatcher:
             leases = self._scheduler.assign(now)
             # After assign(): a woken get() then finds every free credit used, and does not wake
             # this thread again for nothing. Lost or overdue: a split batch may be complete now.
-            if self._news or lost or overdue:
+            # And assign() itself readies a batch of only stalled samples, with no result.
+            if self._news or lost or overdue or self._scheduler.awaited_ready():
                 self._news = False
                 self._arrived.notify_all()
             deadline = self._scheduler.next_deadline(now)

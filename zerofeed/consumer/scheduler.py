@@ -583,6 +583,11 @@ class Scheduler:
         """Whether some producer could take a task now."""
         return any(producer.free > 0 for producer in self.producers.values())
 
+    def awaited_ready(self) -> bool:
+        """Whether a batch someone waits for is ready to take. Most become ready with a result;
+        a batch of only stalled samples becomes ready in :meth:`assign`, with no result."""
+        return any(key in self._ready for key in self._awaited)
+
     @property
     def outstanding(self) -> int:
         """Batches in flight for live epochs plus batches received (delivered ones retained too)."""

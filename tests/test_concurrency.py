@@ -131,3 +131,40 @@ def test_a_worker_serving_three_consumers_under_a_heartbeat_storm(
             feed.close()
     assert not errors, errors
     assert all(counts == Counter({row: 20 for row in range(30)}) for counts in seen)
+
+
+@pytest.mark.parametrize("move", ["advance", "move_to"])
+def test_a_get_waiting_on_another_thread_fails_at_once_when_the_feed_moves_past_it(
+    tmp_path: Path, move: str
+) -> None:
+    """``Feed.advance`` is safe from any thread: a ``get`` waiting on another thread for a batch
+    the feed no longer serves (an earlier epoch, or an earlier batch of this one) says so at once,
+    not at its next wait log. No producer is connected, so nothing else could wake it."""
+    from zerofeed.consumer import DataConfig, Feed, ServingConfig, ZerofeedError
+
+    manifest = write_id_dataset(tmp_path, 40)
+    errors: list[ZerofeedError] = []
+    with Feed(
+        manifest,
+        data=DataConfig(batch_size=4, image_size=ID_SIZE, seed=0),
+        serving=ServingConfig(local_producers=0, wait_log_interval=60),
+    ) as feed:
+
+        def wait_for_batch_3() -> None:
+            try:
+                feed.get(0, 3)
+            except ZerofeedError as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait_for_batch_3, daemon=True)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive(), "with no producer, batch 3 cannot have come"
+        if move == "advance":
+            feed.advance(1)
+        else:
+            feed.move_to(0, 5)
+        waiter.join(10)
+        assert not waiter.is_alive(), "the waiting get was not told that the feed moved"
+    assert len(errors) == 1
+    assert "was moved to batch" in str(errors[0]), errors[0]

@@ -160,7 +160,7 @@ class Dispatcher:
         Raises:
             FeedTimeoutError: nothing arrived within ``timeout`` seconds.
             ZerofeedError: the I/O thread failed, :meth:`fail` was called, the feed was closed, or
-                it moved to another epoch meanwhile.
+                another thread moved it past ``key`` meanwhile.
         """
         started = time.monotonic()
         next_log = started + self._settings.wait_log_interval
@@ -193,10 +193,11 @@ class Dispatcher:
                 limit = next_log if timeout is None else min(next_log, started + timeout)
                 self._arrived.wait(max(0.0, limit - now))
                 self._raise_if_failed()
-                if key[0] != self._scheduler.epoch:
+                floor = self._scheduler.floor
+                if key[0] != self._scheduler.epoch or key < floor:  # moved by another thread
                     raise ZerofeedError(
-                        f"the feed moved to epoch {self._scheduler.epoch} while batch {key[1]} "
-                        f"of epoch {key[0]} was awaited"
+                        f"the feed was moved to batch {floor[1]} of epoch {floor[0]} while batch "
+                        f"{key[1]} of epoch {key[0]} was awaited"
                     )
                 batch = self._scheduler.take(key)
             self.wait_seconds += time.monotonic() - started
@@ -254,17 +255,21 @@ class Dispatcher:
         self._hint = hint
 
     def move_to(self, epoch: int, batch: int = 0) -> None:
-        """Serve from batch ``batch`` of ``epoch`` on, dropping what comes before."""
-        with self._lock:
+        """Serve from batch ``batch`` of ``epoch`` on, dropping what comes before. A :meth:`get`
+        waiting on another thread for a batch that is no longer served fails at once."""
+        with self._arrived:
             self._scheduler.move_to((epoch, batch))
+            self._arrived.notify_all()
         self._wake()
 
     def advance(self, epoch: int) -> None:
-        """Move forward to the start of ``epoch``; nothing when already there or past it."""
-        with self._lock:
+        """Move forward to the start of ``epoch``; nothing when already there or past it. A
+        :meth:`get` waiting on another thread for an earlier batch fails at once."""
+        with self._arrived:
             if epoch <= self._scheduler.epoch:
                 return
             self._scheduler.move_to((epoch, 0))
+            self._arrived.notify_all()
         self._wake()
 
     def close(self) -> None:
